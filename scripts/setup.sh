@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs every Debian package attnlab needs to build, test and benchmark.
+# Idempotent: apt-get skips what is already installed. Run as root on Debian 12.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config git xz-utils
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libhwy-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libfmt-dev
+  libpng-dev clang libclang-rt-14-dev
+)
+if [ "${ATTNLAB_SETUP_EXTRA:-}" = bench ]; then
+  packages+=(python3-torch python3-numpy)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
