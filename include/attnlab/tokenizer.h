@@ -1,11 +1,14 @@
 // Tokenizer: Hugging Face tokenizer.json, encode and decode exactly as `tokenizers` does.
 //
 // Supported: model BPE (byte-level as in GPT-2 / Llama-3 / Qwen, and SentencePiece-style with
-// byte fallback as in Llama-2 / Mistral / Gemma); normalizers NFC, NFKC, Prepend, Replace,
-// Sequence; pre-tokenizers ByteLevel, Split (PCRE2 regexes with Unicode classes and
-// lookahead), Metaspace, Digits, Sequence; decoders ByteLevel, Metaspace, Replace, ByteFallback,
-// Fuse, Strip, Sequence; added/special tokens matched in raw text; post-processors
-// TemplateProcessing and ByteLevel. Anything else is a NotSupported error naming the part.
+// byte fallback as in Llama-2 / Mistral / Gemma); normalizers NFC, NFD, NFKC, NFKD, Lowercase,
+// Prepend, Replace, Strip, StripAccents, ByteLevel, Sequence; pre-tokenizers ByteLevel, Split
+// (PCRE2 regexes with Unicode classes and lookahead), Metaspace, Digits, Whitespace,
+// WhitespaceSplit, Punctuation, CharDelimiterSplit, BertPreTokenizer, Sequence; decoders
+// ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, BPEDecoder, Sequence; added/special
+// tokens matched in raw text; post-processors TemplateProcessing, ByteLevel, RobertaProcessing,
+// BertProcessing, Sequence. Anything else is a NotSupported error naming the part.
+// Thread safety: a const Tokenizer may be used by several threads at once.
 #pragma once
 
 #include <cstdint>
@@ -58,8 +61,13 @@ public:
 private:
     const Tokenizer& tokenizer_;
     bool skip_special_;
+    // The window of ids still needed as context (tokenizers' DecodeStream): the text of
+    // ids_[0, prefix_index_) has been returned; prefix_ is the decode of the window the last
+    // time text was returned, so new text is what a longer decode adds after it.
     std::vector<int32_t> ids_;
-    size_t emitted_bytes_ = 0;
+    size_t emitted_bytes_ = 0;  // total bytes returned so far
+    size_t prefix_index_ = 0;
+    std::string prefix_;
 };
 
 }  // namespace attnlab
