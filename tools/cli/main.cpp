@@ -1,9 +1,42 @@
-// The attnlab command line: dispatches to one subcommand per file (cmd_*.cpp).
+// The attnlab command line: one subcommand per file (cmd_*.cpp). Every error is one line on
+// stderr and a non-zero exit: 2 for usage errors, 1 for everything else.
+#include "cli_common.h"
+
 #include <attnlab/error.h>
 
 #include <cstdio>
+#include <exception>
 
 int main(int argc, char** argv) {
-    std::fprintf(stderr, "attnlab: no subcommand yet\n");
-    return 1;
+    using namespace attnlab::cli;
+    CLI::App app{"attnlab: attention research and inference engine"};
+    app.require_subcommand(1);
+    std::vector<Command> commands = {add_generate(app), add_run(app),   add_tokenize(app),
+                                     add_detokenize(app), add_inspect(app), add_bench(app),
+                                     add_make_model(app)};
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "attnlab: error: %s\n", e.what());
+        return 2;
+    }
+    try {
+        for (const Command& c : commands)
+            if (c.app->parsed()) return c.run();
+    } catch (const attnlab::Error& e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "attnlab: error: %s\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "attnlab: error: out of memory\n");
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "attnlab: error: %s\n", e.what());
+        return 1;
+    }
+    return 2;
 }

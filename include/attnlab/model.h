@@ -1,0 +1,138 @@
+// Models: a Hugging Face checkpoint directory loaded into a runnable decoder.
+//
+// Model::load reads config.json (both the transformers-5 spelling with rope_parameters/dtype
+// and the classic rope_theta/rope_scaling/torch_dtype one), maps the safetensors weights
+// (never copied when used in their stored dtype) and, if present, tokenizer.json.
+// Model::forward runs T tokens for one sequence on top of a KVCache, exposing every hook point.
+#pragma once
+
+#include <attnlab/hooks.h>
+#include <attnlab/tensor.h>
+#include <attnlab/tokenizer.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace attnlab {
+
+// Rotary position embedding parameters, as transformers' rope_parameters / rope_scaling.
+struct RopeConfig {
+    std::string type = "default";  // default | linear | dynamic | llama3 | yarn
+    double theta = 10000.0;
+    double factor = 1.0;
+    double partial_rotary_factor = 1.0;
+    int64_t original_max_position_embeddings = 0;  // llama3, yarn, dynamic
+    double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+    double beta_fast = 32.0, beta_slow = 1.0;               // yarn
+    std::optional<double> attention_factor;                 // yarn (default from factor)
+    std::optional<double> mscale, mscale_all_dim;           // yarn (DeepSeek form)
+    bool truncate = true;                                   // yarn
+};
+
+enum class NormKind { RMSNorm, RMSNormPlusOne, LayerNorm };  // PlusOne: Gemma's x·(1+w)
+enum class Activation { SiLU, GELU, GELUTanh, ReLU };
+enum class QKNorm { None, PerHead, FullWidth };  // Qwen3/Gemma3 per head, OLMo-2 full width
+
+struct ModelConfig {
+    std::string model_type;   // "llama", "qwen2", ...
+    std::string architecture; // "LlamaForCausalLM", ...
+    int64_t vocab_size = 0;
+    int64_t hidden_size = 0;        // C
+    int64_t intermediate_size = 0;  // I
+    int64_t n_layer = 0;            // L
+    int64_t n_head = 0;             // H
+    int64_t n_head_kv = 0;          // Hkv
+    int64_t head_dim = 0;           // D
+    int64_t max_position_embeddings = 0;
+    double norm_eps = 1e-6;
+    NormKind norm_kind = NormKind::RMSNorm;
+    Activation activation = Activation::SiLU;
+    bool gated_mlp = true;
+    bool tie_word_embeddings = false;
+    bool attention_bias = false;  // q/k/v biases
+    bool o_bias = false;
+    bool mlp_bias = false;
+    QKNorm qk_norm = QKNorm::None;
+    bool learned_positions = false;  // GPT-2
+    bool pre_norms = true;           // norm before attention/MLP
+    bool post_norms = false;         // norm after attention/MLP, before the residual add
+    double embedding_scale = 1.0;    // Gemma: sqrt(C)
+    double attn_scale = 0.0;         // score scale; 0 = 1/sqrt(D)
+    double attn_softcap = 0.0;       // Gemma-2: s = c·tanh(s/c); 0 = off
+    double final_softcap = 0.0;      // Gemma-2: on the logits
+    RopeConfig rope;
+    std::optional<RopeConfig> rope_local;  // Gemma-3 sliding layers use their own base
+    std::vector<int64_t> layer_window;     // per layer: 0 = full attention, W = i-j < W
+    std::string dtype = "float32";         // as stored in config.json
+    std::vector<int64_t> eos_token_ids;
+    std::optional<int64_t> bos_token_id;
+    bool scale_attn_by_inverse_layer_idx = false;  // GPT-2 option
+};
+
+// Per-sequence attention state: rotated keys and values of every layer.
+class KVCache {
+public:
+    KVCache() = default;
+    int64_t n_past() const { return n_past_; }
+    void clear() { n_past_ = 0; }
+    // Drops everything after the first n positions (e.g. to re-run a suffix).
+    void truncate(int64_t n);
+    size_t bytes() const;
+
+private:
+    friend class Model;
+    int64_t n_past_ = 0;
+    int64_t capacity_ = 0;
+    std::vector<Tensor> k_;  // per layer (capacity, Hkv, D) f32
+    std::vector<Tensor> v_;  // per layer (capacity, Hkv, D) f32
+    double dynamic_rope_seq_len_ = 0;  // dynamic NTK: the longest sequence seen so far
+};
+
+struct ForwardOptions {
+    Hooks* hooks = nullptr;
+    bool all_logits = false;  // false: logits of the last position only (T=1 row)
+};
+
+struct ModelWeights;  // private: src/model/weights.h
+
+class Model {
+public:
+    // Loads a Hugging Face model directory. Throws IoError / FormatError / NotSupported.
+    static std::unique_ptr<Model> load(const std::string& dir);
+    ~Model();
+
+    const ModelConfig& config() const { return config_; }
+    const std::string& directory() const { return dir_; }
+    const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+    int64_t parameter_count() const;
+    size_t weight_bytes() const;
+
+    // Runs `ids` at positions cache.n_past() ... and appends them to the cache.
+    // Returns logits (rows, V) f32: rows = T if options.all_logits, else 1 (the last position).
+    Tensor forward(std::span<const int32_t> ids, KVCache& cache,
+                   const ForwardOptions& options = {}) const;
+
+    KVCache new_cache() const { return KVCache(); }
+
+private:
+    Model();
+    std::string dir_;
+    ModelConfig config_;
+    std::unique_ptr<ModelWeights> weights_;
+    std::unique_ptr<Tokenizer> tokenizer_;
+    friend struct ModelLoader;
+};
+
+// Parses config.json text into a ModelConfig (architecture quirks included).
+ModelConfig parse_model_config(const std::string& json_text, const std::string& origin);
+
+// Writes a safetensors checkpoint of random weights (normal, std `init_std`; norms near 1)
+// holding exactly the tensors the config's architecture loads.
+void save_random_checkpoint(const ModelConfig& config, DType dtype, uint64_t seed, double init_std,
+                            const std::string& path);
+
+}  // namespace attnlab

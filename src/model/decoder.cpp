@@ -1,0 +1,322 @@
+// The decoder forward pass shared by every architecture: embeddings, L blocks of
+// (attention, MLP) with the norms/biases/windows the config names, final norm, logits.
+//
+// Activations are f32 (T, ...) buffers for one sequence; weights stay in their stored dtype.
+// Every intermediate is offered to the hooks under its TransformerLens name; the expensive
+// points (scores, pattern, per-head results) are computed only when a hook wants them.
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/matmul.h"
+#include "model/architecture.h"
+#include "model/rope.h"
+
+#include <attnlab/attention.h>
+#include <attnlab/error.h>
+#include <attnlab/half.h>
+#include <attnlab/threads.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace attnlab {
+
+namespace {
+
+// Offers hook points of one forward pass; names are built only when hooks are attached.
+class HookSite {
+public:
+    explicit HookSite(Hooks* hooks) : hooks_(hooks) {}
+    bool active() const { return hooks_ != nullptr; }
+    bool wants(const std::string& name) const { return hooks_ && hooks_->wants(name); }
+
+    // Shows `data` as a tensor of `shape`; a hook may edit it in place or replace it.
+    void offer(const std::string& name, float* data, Shape shape) {
+        if (!wants(name)) return;
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        auto storage = std::make_shared<BorrowedStorage>(reinterpret_cast<std::byte*>(data),
+                                                         static_cast<size_t>(n) * 4);
+        Tensor view(storage, 0, DType::F32, shape);
+        Tensor seen = view;
+        hooks_->on(name, seen);
+        if (seen.defined() && seen.raw() != view.raw()) {
+            ATTNLAB_CHECK(seen.shape() == view.shape(), InvalidArgument,
+                          "[hooks] {} was replaced by a tensor of shape {}, expected {}", name,
+                          seen.shape_string(), view.shape_string());
+            view.copy_from(seen);
+        }
+    }
+    void offer_layer(int64_t layer, const char* suffix, float* data, Shape shape) {
+        if (!hooks_) return;
+        offer(fmt::format("blocks.{}.{}", layer, suffix), data, std::move(shape));
+    }
+    bool wants_layer(int64_t layer, const char* suffix) const {
+        return hooks_ && hooks_->wants(fmt::format("blocks.{}.{}", layer, suffix));
+    }
+
+private:
+    // Non-owning storage over a scratch buffer, so hooks see zero-copy views.
+    class BorrowedStorage : public Storage {
+    public:
+        BorrowedStorage(std::byte* p, size_t n) : p_(p), n_(n) {}
+        std::byte* data() override { return p_; }
+        size_t size() const override { return n_; }
+        bool writable() const override { return true; }
+
+    private:
+        std::byte* p_;
+        size_t n_;
+    };
+    Hooks* hooks_;
+};
+
+// y (T, N) = x (T, K) · Wᵀ + b, where `weight` is (N, K).
+void project(const float* x, int64_t ldx, const Tensor& weight, const Tensor& bias, float* y,
+             int64_t T) {
+    cpu::linear(x, ldx, weight, bias.defined() ? bias.data<float>() : nullptr, y, weight.size(0), T);
+}
+
+void apply_norm(const ModelConfig& c, const NormWeights& w, const float* x, float* y, int64_t rows,
+                int64_t n) {
+    cpu::norm(c.norm_kind, x, n, w.weight.data<float>(),
+              w.bias.defined() ? w.bias.data<float>() : nullptr, static_cast<float>(c.norm_eps), y,
+              n, rows, n);
+}
+
+void gather_embeddings(const Tensor& table, std::span<const int32_t> ids, float* out, int64_t C) {
+    for (size_t t = 0; t < ids.size(); ++t) {
+        Tensor row = table.select(0, ids[t]);
+        float* dst = out + static_cast<int64_t>(t) * C;
+        switch (row.dtype()) {
+            case DType::F32: std::memcpy(dst, row.raw(), C * 4); break;
+            case DType::BF16:
+                for (int64_t i = 0; i < C; ++i) dst[i] = bf16_to_f32(row.data<uint16_t>()[i]);
+                break;
+            case DType::F16:
+                for (int64_t i = 0; i < C; ++i) dst[i] = f16_to_f32(row.data<uint16_t>()[i]);
+                break;
+            default:
+                throw FormatError(fmt::format("[model] embedding dtype {} is not supported",
+                                              dtype_name(row.dtype())));
+        }
+    }
+}
+
+// Grows every layer's K/V buffers to hold `needed` positions (amortised doubling).
+void reserve_cache(std::vector<Tensor>& k, std::vector<Tensor>& v, int64_t& capacity, int64_t n_past,
+                   int64_t needed, const ModelConfig& c) {
+    if (needed <= capacity && !k.empty()) return;
+    const int64_t new_capacity = std::max<int64_t>({needed, 2 * capacity, 64});
+    const int64_t row = c.n_head_kv * c.head_dim;
+    k.resize(c.n_layer);
+    v.resize(c.n_layer);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        for (Tensor* t : {&k[l], &v[l]}) {
+            Tensor grown = Tensor::empty({new_capacity, c.n_head_kv, c.head_dim});
+            if (t->defined() && n_past > 0)
+                std::memcpy(grown.raw(), t->raw(), static_cast<size_t>(n_past * row) * 4);
+            *t = grown;
+        }
+    }
+    capacity = new_capacity;
+}
+
+}  // namespace
+
+Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const ForwardOptions& options) const {
+    const ModelConfig& c = config_;
+    const ModelWeights& w = *weights_;
+    const int64_t T = static_cast<int64_t>(ids.size());
+    const int64_t C = c.hidden_size, H = c.n_head, Hkv = c.n_head_kv, D = c.head_dim;
+    const int64_t I = c.intermediate_size, V = c.vocab_size;
+    ATTNLAB_CHECK(T > 0, InvalidArgument, "[forward] no tokens to run");
+    for (int32_t id : ids)
+        ATTNLAB_CHECK(id >= 0 && id < V, InvalidArgument,
+                      "[forward] token id {} is out of range for vocabulary size {}", id, V);
+    const int64_t pos0 = cache.n_past_, total = pos0 + T;
+    if (c.learned_positions)
+        ATTNLAB_CHECK(total <= c.max_position_embeddings, InvalidArgument,
+                      "[forward] {} positions exceed the model's context of {} (learned positions)",
+                      total, c.max_position_embeddings);
+    reserve_cache(cache.k_, cache.v_, cache.capacity_, pos0, total, c);
+    HookSite hooks(options.hooks);
+
+    // Embeddings.
+    std::vector<float> x(static_cast<size_t>(T * C));  // (T, C) residual stream
+    gather_embeddings(w.embed, ids, x.data(), C);
+    if (c.embedding_scale != 1.0) cpu::scale_inplace(x.data(), static_cast<float>(c.embedding_scale), T * C);
+    hooks.offer("hook_embed", x.data(), {T, C});
+    if (c.learned_positions) {
+        std::vector<int32_t> positions(static_cast<size_t>(T));
+        for (int64_t t = 0; t < T; ++t) positions[t] = static_cast<int32_t>(pos0 + t);
+        std::vector<float> pos(static_cast<size_t>(T * C));  // (T, C)
+        gather_embeddings(w.pos_embed, positions, pos.data(), C);
+        hooks.offer("hook_pos_embed", pos.data(), {T, C});
+        cpu::add_inplace(x.data(), pos.data(), T * C);
+    }
+
+    // RoPE tables for this call's positions (global layers, and local ones for Gemma-3).
+    std::vector<float> cos_global, sin_global, cos_local, sin_local;
+    RopeFrequencies freq_global, freq_local;
+    const bool has_rope = !c.learned_positions;
+    if (has_rope) {
+        double seq_len = 0;
+        if (c.rope.type == "dynamic") {
+            // transformers grows the dynamic length with the longest sequence seen, and resets
+            // it once a shorter-than-original sequence comes.
+            const double needed = static_cast<double>(total);
+            if (needed > cache.dynamic_rope_seq_len_) cache.dynamic_rope_seq_len_ = needed;
+            if (needed < c.max_position_embeddings) cache.dynamic_rope_seq_len_ = c.max_position_embeddings;
+            seq_len = cache.dynamic_rope_seq_len_;
+        }
+        freq_global = rope_frequencies(c.rope, D, c.max_position_embeddings, seq_len);
+        rope_tables(freq_global, pos0, T, cos_global, sin_global);
+        if (c.rope_local) {
+            freq_local = rope_frequencies(*c.rope_local, D, c.max_position_embeddings, seq_len);
+            rope_tables(freq_local, pos0, T, cos_local, sin_local);
+        }
+    }
+
+    std::vector<float> h(static_cast<size_t>(T * C));       // (T, C) normalised input
+    std::vector<float> q(static_cast<size_t>(T * H * D));   // (T, H, D)
+    std::vector<float> kv(static_cast<size_t>(T * Hkv * D) * 2);  // k then v, (T, Hkv, D) each
+    std::vector<float> z(static_cast<size_t>(T * H * D));   // (T, H, D) attention output per head
+    std::vector<float> sub(static_cast<size_t>(T * C));     // (T, C) sublayer output
+    std::vector<float> gate(static_cast<size_t>(T * I));    // (T, I)
+    std::vector<float> up(c.gated_mlp ? static_cast<size_t>(T * I) : 0);  // (T, I)
+    float* k_new = kv.data();
+    float* v_new = kv.data() + T * Hkv * D;
+
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const LayerWeights& L = w.layers[l];
+        hooks.offer_layer(l, "hook_resid_pre", x.data(), {T, C});
+
+        // --- attention ---
+        const float* attn_in = x.data();
+        if (c.pre_norms) {
+            apply_norm(c, L.attn_norm, x.data(), h.data(), T, C);
+            hooks.offer_layer(l, "ln1.hook_normalized", h.data(), {T, C});
+            attn_in = h.data();
+        }
+        project(attn_in, C, L.wq, L.bq, q.data(), T);
+        project(attn_in, C, L.wk, L.bk, k_new, T);
+        project(attn_in, C, L.wv, L.bv, v_new, T);
+        if (c.qk_norm == QKNorm::PerHead) {
+            apply_norm(c, L.q_norm, q.data(), q.data(), T * H, D);
+            apply_norm(c, L.k_norm, k_new, k_new, T * Hkv, D);
+        } else if (c.qk_norm == QKNorm::FullWidth) {
+            apply_norm(c, L.q_norm, q.data(), q.data(), T, H * D);
+            apply_norm(c, L.k_norm, k_new, k_new, T, Hkv * D);
+        }
+        hooks.offer_layer(l, "attn.hook_q", q.data(), {T, H, D});
+        hooks.offer_layer(l, "attn.hook_k", k_new, {T, Hkv, D});
+        hooks.offer_layer(l, "attn.hook_v", v_new, {T, Hkv, D});
+        const int64_t window = c.layer_window[l];
+        if (has_rope) {
+            const bool local = window > 0 && c.rope_local.has_value();
+            const RopeFrequencies& f = local ? freq_local : freq_global;
+            const float* cs = local ? cos_local.data() : cos_global.data();
+            const float* sn = local ? sin_local.data() : sin_global.data();
+            cpu::rope_rotate_half(q.data(), H * D, T, H, D, f.rot_dim, cs, sn);
+            cpu::rope_rotate_half(k_new, Hkv * D, T, Hkv, D, f.rot_dim, cs, sn);
+            hooks.offer_layer(l, "attn.hook_rot_q", q.data(), {T, H, D});
+            hooks.offer_layer(l, "attn.hook_rot_k", k_new, {T, Hkv, D});
+        }
+        float* k_cache = cache.k_[l].data<float>();
+        float* v_cache = cache.v_[l].data<float>();
+        std::memcpy(k_cache + pos0 * Hkv * D, k_new, static_cast<size_t>(T * Hkv * D) * 4);
+        std::memcpy(v_cache + pos0 * Hkv * D, v_new, static_cast<size_t>(T * Hkv * D) * 4);
+
+        AttentionSpec spec;
+        spec.scale = c.attn_scale;
+        if (c.scale_attn_by_inverse_layer_idx)
+            spec.scale = (c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(D))) / double(l + 1);
+        spec.causal = true;
+        spec.window = window;
+        spec.softcap = c.attn_softcap;
+        AttentionInputs in;
+        in.q = q.data();
+        in.k = k_cache;
+        in.v = v_cache;
+        in.q_stride = H * D;
+        in.k_stride = in.v_stride = Hkv * D;
+        in.T = T;
+        in.S = total;
+        in.H = H;
+        in.Hkv = Hkv;
+        in.D = in.Dv = D;
+        in.q_pos0 = pos0;
+        AttentionOutputs out;
+        out.out = z.data();
+        out.out_stride = H * D;
+        const bool want_scores = hooks.wants_layer(l, "attn.hook_attn_scores");
+        const bool want_pattern = hooks.wants_layer(l, "attn.hook_pattern");
+        const bool want_lse = hooks.wants_layer(l, "attn.hook_lse");
+        std::vector<float> scores, pattern, lse;
+        if (want_scores) out.scores = (scores.resize(static_cast<size_t>(H * T * total)), scores.data());
+        if (want_pattern) out.pattern = (pattern.resize(static_cast<size_t>(H * T * total)), pattern.data());
+        if (want_lse) out.lse = (lse.resize(static_cast<size_t>(T * H)), lse.data());
+        attention(spec, in, out);
+        if (want_scores) hooks.offer_layer(l, "attn.hook_attn_scores", scores.data(), {H, T, total});
+        if (want_pattern) hooks.offer_layer(l, "attn.hook_pattern", pattern.data(), {H, T, total});
+        if (want_lse) hooks.offer_layer(l, "attn.hook_lse", lse.data(), {T, H});
+        hooks.offer_layer(l, "attn.hook_z", z.data(), {T, H, D});
+        if (hooks.wants_layer(l, "attn.hook_result")) {
+            // Per-head outputs: z_h (T, D) · W_O[:, h·D:(h+1)·D]ᵀ -> (T, H, C).
+            std::vector<float> result(static_cast<size_t>(T * H * C));
+            for (int64_t head = 0; head < H; ++head) {
+                Tensor wo_h = L.wo.slice(1, head * D, (head + 1) * D);  // (C, D)
+                cpu::linear(z.data() + head * D, H * D, wo_h, nullptr, result.data() + head * C,
+                            H * C, T);
+            }
+            hooks.offer_layer(l, "attn.hook_result", result.data(), {T, H, C});
+        }
+        project(z.data(), H * D, L.wo, L.bo, sub.data(), T);
+        if (c.post_norms) apply_norm(c, L.post_attn_norm, sub.data(), sub.data(), T, C);
+        hooks.offer_layer(l, "hook_attn_out", sub.data(), {T, C});
+        cpu::add_inplace(x.data(), sub.data(), T * C);
+        hooks.offer_layer(l, "hook_resid_mid", x.data(), {T, C});
+
+        // --- MLP ---
+        const float* mlp_in = x.data();
+        if (c.pre_norms) {
+            apply_norm(c, L.mlp_norm, x.data(), h.data(), T, C);
+            hooks.offer_layer(l, "ln2.hook_normalized", h.data(), {T, C});
+            mlp_in = h.data();
+        }
+        if (c.gated_mlp) {
+            project(mlp_in, C, L.w_gate, L.b_gate, gate.data(), T);
+            project(mlp_in, C, L.w_up, L.b_up, up.data(), T);
+            hooks.offer_layer(l, "mlp.hook_pre", gate.data(), {T, I});
+            hooks.offer_layer(l, "mlp.hook_pre_linear", up.data(), {T, I});
+            cpu::activate(c.activation, gate.data(), up.data(), T * I);
+        } else {
+            project(mlp_in, C, L.w_up, L.b_up, gate.data(), T);
+            hooks.offer_layer(l, "mlp.hook_pre", gate.data(), {T, I});
+            cpu::activate(c.activation, gate.data(), nullptr, T * I);
+        }
+        hooks.offer_layer(l, "mlp.hook_post", gate.data(), {T, I});
+        project(gate.data(), I, L.w_down, L.b_down, sub.data(), T);
+        if (c.post_norms) apply_norm(c, L.post_mlp_norm, sub.data(), sub.data(), T, C);
+        hooks.offer_layer(l, "hook_mlp_out", sub.data(), {T, C});
+        cpu::add_inplace(x.data(), sub.data(), T * C);
+        hooks.offer_layer(l, "hook_resid_post", x.data(), {T, C});
+    }
+    cache.n_past_ = total;
+
+    // Final norm and logits: every row for `run`, only the last for generation.
+    const bool final_hooks = hooks.wants("ln_final.hook_normalized") || hooks.wants("unembed.hook_out");
+    const int64_t rows = (options.all_logits || final_hooks) ? T : 1;
+    const float* last = x.data() + (T - rows) * C;
+    std::vector<float> normed(static_cast<size_t>(rows * C));  // (rows, C)
+    apply_norm(c, w.final_norm, last, normed.data(), rows, C);
+    hooks.offer("ln_final.hook_normalized", normed.data(), {rows, C});
+    Tensor logits = Tensor::empty({rows, V});  // (rows, V)
+    cpu::linear(normed.data(), C, w.lm_head, nullptr, logits.data<float>(), V, rows);
+    if (c.final_softcap > 0)
+        cpu::softcap_inplace(logits.data<float>(), static_cast<float>(c.final_softcap), rows * V);
+    hooks.offer("unembed.hook_out", logits.data<float>(), {rows, V});
+    if (!options.all_logits && rows > 1) return logits.slice(0, rows - 1, rows).contiguous();
+    return logits;
+}
+
+}  // namespace attnlab

@@ -1,0 +1,71 @@
+#include "cli_common.h"
+
+#include <attnlab/error.h>
+#include <attnlab/threads.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+
+namespace attnlab::cli {
+
+void ModelOptions::add_to(CLI::App& app) {
+    app.add_option("-m,--model", model_dir, "Hugging Face model directory")->required();
+    app.add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+}
+
+std::unique_ptr<Model> ModelOptions::load() const {
+    set_num_threads(threads);
+    return Model::load(model_dir);
+}
+
+void PromptOptions::add_to(CLI::App& app) {
+    auto* p = app.add_option("-p,--prompt", text, "Prompt text");
+    auto* i = app.add_option("--ids", ids, "Prompt token ids, comma separated (no special tokens added)");
+    p->excludes(i);
+    app.add_flag("--no-special", no_special, "Do not add special tokens when tokenising the prompt");
+}
+
+std::vector<int32_t> parse_ids(const std::string& text) {
+    std::vector<int32_t> ids;
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t comma = text.find(',', start);
+        std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        // Trim spaces so "1, 2, 3" works.
+        size_t a = item.find_first_not_of(" \t"), b = item.find_last_not_of(" \t");
+        item = a == std::string::npos ? "" : item.substr(a, b - a + 1);
+        ATTNLAB_CHECK(!item.empty(), InvalidArgument, "[ids] empty entry in '{}'", text);
+        errno = 0;
+        char* end = nullptr;
+        long long v = std::strtoll(item.c_str(), &end, 10);
+        ATTNLAB_CHECK(errno == 0 && *end == '\0' && v >= 0 && v <= INT32_MAX, InvalidArgument,
+                      "[ids] '{}' is not a valid token id", item);
+        ids.push_back(static_cast<int32_t>(v));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return ids;
+}
+
+const Tokenizer& require_tokenizer(const Model& model) {
+    ATTNLAB_CHECK(model.tokenizer() != nullptr, InvalidArgument,
+                  "[cli] {} has no tokenizer.json: pass token ids with --ids", model.directory());
+    return *model.tokenizer();
+}
+
+Tokenizer load_tokenizer(const std::string& dir_or_file) {
+    std::filesystem::path p(dir_or_file);
+    if (std::filesystem::is_directory(p)) p /= "tokenizer.json";
+    ATTNLAB_CHECK(std::filesystem::exists(p), IoError, "[cli] no tokenizer at {}", p.string());
+    return Tokenizer::from_file(p.string());
+}
+
+std::vector<int32_t> PromptOptions::resolve(const Model& model) const {
+    if (has_ids()) return parse_ids(ids);
+    std::vector<int32_t> result = require_tokenizer(model).encode(text, !no_special);
+    ATTNLAB_CHECK(!result.empty(), InvalidArgument, "[cli] the prompt is empty (give -p TEXT or --ids)");
+    return result;
+}
+
+}  // namespace attnlab::cli

@@ -1,0 +1,54 @@
+// Shared pieces of the attnlab subcommands: registration, input parsing, model loading.
+#pragma once
+
+#include <attnlab/error.h>
+#include <attnlab/model.h>
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace attnlab::cli {
+
+// One subcommand: its CLI11 parser and what to run when it is chosen (returns the exit code).
+struct Command {
+    CLI::App* app = nullptr;
+    std::function<int()> run;
+};
+
+Command add_generate(CLI::App& root);
+Command add_run(CLI::App& root);
+Command add_tokenize(CLI::App& root);
+Command add_detokenize(CLI::App& root);
+Command add_inspect(CLI::App& root);
+Command add_bench(CLI::App& root);
+Command add_make_model(CLI::App& root);
+
+// Options most subcommands share.
+struct ModelOptions {
+    std::string model_dir;
+    int threads = 0;  // 0 = all cores
+    void add_to(CLI::App& app);
+    std::unique_ptr<Model> load() const;  // also applies the thread count
+};
+
+struct PromptOptions {
+    std::string text;
+    std::string ids;  // "1,2,3"
+    bool no_special = false;
+    void add_to(CLI::App& app);
+    bool has_ids() const { return !ids.empty(); }
+    // Token ids of the prompt: --ids as given, or the text tokenised (special tokens added as the
+    // tokenizer's post-processor says, unless --no-special).
+    std::vector<int32_t> resolve(const Model& model) const;
+};
+
+std::vector<int32_t> parse_ids(const std::string& text);
+const Tokenizer& require_tokenizer(const Model& model);
+// tokenizer.json of a model directory, or the file itself.
+Tokenizer load_tokenizer(const std::string& dir_or_file);
+
+}  // namespace attnlab::cli

@@ -1,0 +1,117 @@
+// attnlab bench: llama-bench-style prompt processing (ppN) and generation (tgN) throughput.
+//
+// Each test runs once to warm up, then -r times; rows give mean ± sample stddev of tokens/s.
+// Token ids are deterministic pseudo-random (tokenisation and sampling are excluded).
+#include "cli_common.h"
+
+#include <attnlab/threads.h>
+
+#include <nlohmann/json.hpp>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+namespace attnlab::cli {
+
+namespace {
+
+struct BenchRow {
+    std::string test;
+    double mean = 0, stddev = 0;
+    std::vector<double> samples;
+};
+
+std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (auto& id : ids) id = static_cast<int32_t>(pick(rng));
+    return ids;
+}
+
+template <typename Fn>
+BenchRow measure(const std::string& name, int64_t tokens, int repetitions, Fn&& run_once) {
+    BenchRow row;
+    row.test = name;
+    run_once();  // warm-up: page in the weights, size the caches
+    for (int r = 0; r < repetitions; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        run_once();
+        double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        row.samples.push_back(static_cast<double>(tokens) / seconds);
+    }
+    for (double s : row.samples) row.mean += s;
+    row.mean /= static_cast<double>(row.samples.size());
+    for (double s : row.samples) row.stddev += (s - row.mean) * (s - row.mean);
+    row.stddev = row.samples.size() > 1 ? std::sqrt(row.stddev / static_cast<double>(row.samples.size() - 1)) : 0.0;
+    return row;
+}
+
+}  // namespace
+
+Command add_bench(CLI::App& root) {
+    struct Options {
+        ModelOptions model;
+        int64_t n_prompt = 512, n_gen = 128;
+        int repetitions = 5;
+        bool json = false;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* app = root.add_subcommand("bench", "Prompt-processing and generation throughput (llama-bench style)");
+    o->model.add_to(*app);
+    app->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (0 = skip)")->check(CLI::NonNegativeNumber);
+    app->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0 = skip)")->check(CLI::NonNegativeNumber);
+    app->add_option("-r,--repetitions", o->repetitions, "Repetitions per test")->check(CLI::PositiveNumber);
+    app->add_flag("--json", o->json, "Print the rows as JSON");
+    return {app, [o] {
+        auto model = o->model.load();
+        const ModelConfig& c = model->config();
+        ATTNLAB_CHECK(o->n_prompt + o->n_gen <= c.max_position_embeddings, InvalidArgument,
+                      "[bench] {} + {} tokens exceed the model's context of {}", o->n_prompt, o->n_gen,
+                      c.max_position_embeddings);
+        std::vector<BenchRow> rows;
+        if (o->n_prompt > 0) {
+            std::vector<int32_t> ids = random_ids(o->n_prompt, c.vocab_size, 1);
+            rows.push_back(measure(fmt::format("pp{}", o->n_prompt), o->n_prompt, o->repetitions, [&] {
+                KVCache cache = model->new_cache();
+                model->forward(ids, cache);
+            }));
+        }
+        if (o->n_gen > 0) {
+            std::vector<int32_t> ids = random_ids(o->n_gen, c.vocab_size, 2);
+            rows.push_back(measure(fmt::format("tg{}", o->n_gen), o->n_gen, o->repetitions, [&] {
+                KVCache cache = model->new_cache();
+                for (int32_t id : ids) model->forward(std::span<const int32_t>(&id, 1), cache);
+            }));
+        }
+        struct rusage usage {};
+        getrusage(RUSAGE_SELF, &usage);
+        const double peak_rss = static_cast<double>(usage.ru_maxrss) * 1024.0;
+        const double size_gib = static_cast<double>(model->weight_bytes()) / (1024.0 * 1024.0 * 1024.0);
+        if (o->json) {
+            nlohmann::json out = nlohmann::json::array();
+            for (const BenchRow& r : rows)
+                out.push_back({{"model", model->directory()}, {"model_type", c.model_type},
+                               {"size_bytes", model->weight_bytes()}, {"params", model->parameter_count()},
+                               {"backend", "CPU"}, {"threads", num_threads()}, {"test", r.test},
+                               {"avg_ts", r.mean}, {"stddev_ts", r.stddev}, {"samples_ts", r.samples},
+                               {"peak_rss_bytes", peak_rss}});
+            std::puts(out.dump().c_str());
+        } else {
+            std::printf("| model | size | params | backend | threads | test | t/s |\n");
+            std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+            for (const BenchRow& r : rows)
+                std::printf("| %s | %.2f GiB | %.2f M | CPU | %d | %s | %.2f ± %.2f |\n", c.model_type.c_str(),
+                            size_gib, model->parameter_count() / 1e6, num_threads(), r.test.c_str(), r.mean,
+                            r.stddev);
+            std::printf("\npeak RSS %.1f MiB (weights %.1f MiB)\n", peak_rss / 1048576.0,
+                        static_cast<double>(model->weight_bytes()) / 1048576.0);
+        }
+        return 0;
+    }};
+}
+
+}  // namespace attnlab::cli

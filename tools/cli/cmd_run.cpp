@@ -1,0 +1,47 @@
+// attnlab run: one forward pass; saves logits and the hook points matching --hooks.
+#include "cli_common.h"
+
+#include <attnlab/safetensors.h>
+
+namespace attnlab::cli {
+
+Command add_run(CLI::App& root) {
+    struct Options {
+        ModelOptions model;
+        PromptOptions prompt;
+        std::string save;
+        std::string hooks;
+    };
+    auto o = std::make_shared<Options>();
+    CLI::App* app = root.add_subcommand("run", "Run one forward pass and save logits and activations");
+    o->model.add_to(*app);
+    o->prompt.add_to(*app);
+    app->add_option("--save", o->save, "Output .safetensors file")->required();
+    app->add_option("--hooks", o->hooks, "Regex of hook point names to save (full match)");
+    return {app, [o] {
+        auto model = o->model.load();
+        std::vector<int32_t> ids = o->prompt.resolve(*model);
+        ATTNLAB_CHECK(static_cast<int64_t>(ids.size()) <= model->config().max_position_embeddings,
+                      InvalidArgument, "[run] {} tokens exceed the model's context of {}", ids.size(),
+                      model->config().max_position_embeddings);
+        std::unique_ptr<ActivationCache> cache;
+        if (!o->hooks.empty()) cache = std::make_unique<ActivationCache>(o->hooks);
+        ForwardOptions options;
+        options.all_logits = true;
+        options.hooks = cache.get();
+        KVCache kv = model->new_cache();
+        Tensor logits = model->forward(ids, kv, options);
+        std::vector<std::pair<std::string, Tensor>> out;
+        out.emplace_back("logits", logits);
+        std::vector<int64_t> ids64(ids.begin(), ids.end());
+        Tensor input_ids = Tensor::empty({static_cast<int64_t>(ids.size())}, DType::I64);
+        std::copy(ids64.begin(), ids64.end(), input_ids.data<int64_t>());
+        out.emplace_back("input_ids", input_ids);
+        if (cache)
+            for (const auto& [name, t] : cache->entries()) out.emplace_back(name, t);
+        save_safetensors(o->save, out);
+        return 0;
+    }};
+}
+
+}  // namespace attnlab::cli
