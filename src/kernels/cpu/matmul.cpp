@@ -1,0 +1,527 @@
+// CPU linear layers: a packed, register-blocked GEMM for prefill (M > kGemvMaxRows) and a
+// dot-product GEMV for decode (small M), both with f32 accumulation.
+//
+// SIMD: Highway with dynamic dispatch. This file is compiled once per x86 target
+// (SSE4, AVX2, AVX-512, plus the scalar fallback) through hwy/foreach_target.h and the best
+// target the CPU supports is picked at the first call, so one binary runs AVX-512 on Intel and
+// Zen 4/5 and AVX2 elsewhere, without -march=native. Highway was enough here: the kernels need
+// only loads, broadcasts, FMAs and integer widening, and it lets the micro-kernel shape follow
+// the register file of the target (see kMR below).
+//
+// Exactness: weights are widened to f32 exactly (bf16 is a 16-bit shift, f16 goes through
+// F16C or Highway's exact emulation); activations are never rounded. Each output element is
+// accumulated in the same order (K blocks in ascending order, one FMA chain per element within
+// a block) whatever the thread count, because threads split N and never K.
+
+#include "kernels/cpu/matmul.h"
+
+#include <attnlab/error.h>
+#include <attnlab/half.h>
+#include <attnlab/threads.h>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#ifndef ATTNLAB_MATMUL_SHARED_DEFS
+#define ATTNLAB_MATMUL_SHARED_DEFS
+
+namespace attnlab::cpu::detail {
+
+enum class WeightType : int { F32, BF16, F16 };
+
+// One call of linear(), with the weight reduced to a pointer and element strides.
+struct LinearArgs {
+    const float* x = nullptr;  // (M, K), row stride ldx
+    int64_t ldx = 0;
+    const void* w = nullptr;  // (N, K): element (n, k) at w[n * w_stride_n + k * w_stride_k]
+    WeightType wtype = WeightType::F32;
+    int64_t w_stride_n = 0;
+    int64_t w_stride_k = 0;
+    const float* bias = nullptr;  // (N) or nullptr
+    float* y = nullptr;           // (M, N), row stride ldy
+    int64_t ldy = 0;
+    int64_t M = 0, N = 0, K = 0;
+    bool accumulate = false;
+};
+
+// A grow-only 64-byte aligned float buffer. Thread-local instances hold the packed panels, so
+// the pool's persistent workers allocate once and then reuse their buffers on every call.
+class ScratchBuffer {
+public:
+    ScratchBuffer() = default;
+    ScratchBuffer(const ScratchBuffer&) = delete;
+    ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+    ~ScratchBuffer() { std::free(data_); }
+
+    float* get(size_t count) {
+        if (count > capacity_) {
+            std::free(data_);
+            data_ = nullptr;
+            capacity_ = 0;
+            size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+            data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+            if (data_ == nullptr) throw std::bad_alloc();
+            capacity_ = count;
+        }
+        return data_;
+    }
+
+private:
+    float* data_ = nullptr;
+    size_t capacity_ = 0;
+};
+
+// Slot 0: the packed activations (owned by the calling thread, read by all threads).
+// Slot 1: the packed weight block of the current thread.
+inline float* scratch(int slot, size_t count) {
+    thread_local ScratchBuffer buffers[2];
+    return buffers[slot].get(count);
+}
+
+// Largest M handled by the GEMV path. For M <= 4 every weight element feeds at most 4 FMAs, so
+// the GEMV stays memory-bound and needs no packing; larger M is faster through the packed GEMM
+// (measured by bench/matmul_bench: see docs/performance.md "CPU matmul").
+constexpr int64_t kGemvMaxRows = 4;
+
+}  // namespace attnlab::cpu::detail
+
+#endif  // ATTNLAB_MATMUL_SHARED_DEFS
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/matmul.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace attnlab::cpu::detail {
+namespace HWY_NAMESPACE {
+
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+constexpr size_t kLanes = hn::MaxLanes(DF());
+
+// Micro-kernel shape: kMR rows of x (broadcast operands) times kNV vectors of N (kNR columns).
+// Accumulators use kMR * kNV registers; one register holds the broadcast and kNV hold the
+// weight row, so the tile must fit the register file with 2-3 to spare:
+//   AVX-512 (32 zmm): 14 x 2 = 28 accumulators + 2 weights + 1 broadcast = 31.
+//   AVX2 / SSE4 (16 registers): 6 x 2 = 12 accumulators + 3 = 15.
+// 28 independent FMA chains also cover FMA latency x ports (4 x 2 = 8) with a wide margin, and
+// the tile does 28 FMAs per 2 weight loads + 14 broadcasts, well within two loads per cycle.
+#if HWY_TARGET <= HWY_AVX3
+constexpr size_t kMR = 14;
+#elif HWY_TARGET <= HWY_SSE4
+constexpr size_t kMR = 6;
+#else
+constexpr size_t kMR = 4;  // scalar / emulated fallback: correctness, not speed
+#endif
+constexpr size_t kNV = 2;
+constexpr size_t kNR = kNV * kLanes;
+
+// K block: the x micro-panel (kMR x kKC floats = 14 KiB on AVX-512) stays in L1 (48 KiB on
+// Sapphire Rapids and Zen 5) while the weight micro-panels (kKC x kNR = 32 KiB) stream past it.
+constexpr int64_t kKC = 256;
+// N block: the packed weight block (kNC x kKC floats = 512 KiB) stays in L2 (1 MiB on Zen 5,
+// 2 MiB on Sapphire Rapids) while every x panel of the call is multiplied with it; each weight
+// element is then packed once per call and reused by all M rows.
+constexpr int64_t kNC = 512;
+
+// ---------------------------------------------------------------------------------------------
+// Weight loading: n consecutive weight elements (along the contiguous axis) widened to f32.
+
+// One vector of f32 from kLanes contiguous weight elements of type `wtype`.
+HWY_INLINE VF load_weights(WeightType wtype, const void* p /* (kLanes) */) {
+    const DF df;
+    if (wtype == WeightType::F32) return hn::LoadU(df, static_cast<const float*>(p));
+    const hn::Rebind<uint16_t, DF> d16;
+    const hn::RebindToUnsigned<DF> du32;
+    const auto* p16 = static_cast<const uint16_t*>(p);
+    if (wtype == WeightType::BF16) {
+        // bf16 is the top half of an f32: widening is a zero-extend and a shift, exactly.
+        return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(d16, p16))));
+    }
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p16)));
+}
+
+HWY_INLINE float weight_scalar(WeightType wtype, const void* w, int64_t index) {
+    switch (wtype) {
+        case WeightType::F32: return static_cast<const float*>(w)[index];
+        case WeightType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(w)[index]);
+        case WeightType::F16: return f16_to_f32(static_cast<const uint16_t*>(w)[index]);
+    }
+    return 0.0f;
+}
+
+HWY_INLINE const void* weight_at(const LinearArgs& a, int64_t index) {
+    size_t bytes = a.wtype == WeightType::F32 ? 4 : 2;
+    return static_cast<const char*>(a.w) + index * static_cast<int64_t>(bytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM (prefill).
+
+// Packs rows [m0, m0 + rows) of x into a panel laid out (K, kMR): the micro-kernel then reads
+// the kMR broadcasts of one k from one cache line instead of kMR rows ldx apart.
+void pack_x_panel(const LinearArgs& a, int64_t m0, int64_t rows, float* HWY_RESTRICT dst /* (K, kMR) */) {
+    // Blocks of 64 k keep the kMR source rows' lines in L1 while the panel is written.
+    constexpr int64_t kBlock = 64;
+    for (int64_t k0 = 0; k0 < a.K; k0 += kBlock) {
+        int64_t k1 = std::min(a.K, k0 + kBlock);
+        for (int64_t i = 0; i < rows; ++i) {
+            const float* src = a.x + (m0 + i) * a.ldx;
+            for (int64_t k = k0; k < k1; ++k) dst[k * kMR + i] = src[k];
+        }
+    }
+}
+
+// Packs W[n0 : n0 + nc, k0 : k0 + kc] widened to f32 as ceil(nc / kNR) micro-panels, each laid
+// out (kc, kNR); columns past N are zero.
+void pack_w_block(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int64_t kc,
+                  float* HWY_RESTRICT dst /* (ceil(nc / kNR), kc, kNR) */) {
+    const DF df;
+    const int64_t nr = static_cast<int64_t>(kNR);
+    for (int64_t g = 0; g * nr < nc; ++g) {
+        float* panel = dst + g * kc * nr;
+        const int64_t cols = std::min(nr, nc - g * nr);
+        const int64_t n = n0 + g * nr;
+        if (a.w_stride_n == 1) {
+            // Transposed (Conv1D) layout: the kNR columns of one k are contiguous in memory.
+            for (int64_t k = 0; k < kc; ++k) {
+                float* out = panel + k * nr;
+                const int64_t base = (k0 + k) * a.w_stride_k + n;
+                int64_t j = 0;
+                for (; j + static_cast<int64_t>(kLanes) <= cols; j += kLanes) {
+                    hn::Store(load_weights(a.wtype, weight_at(a, base + j)), df, out + j);
+                }
+                for (; j < cols; ++j) out[j] = weight_scalar(a.wtype, a.w, base + j);
+                for (; j < nr; ++j) out[j] = 0.0f;
+            }
+        } else {
+            // Row-major layout: a transpose. Each weight row is read contiguously; its values
+            // are written kNR floats apart into the panel, which sits in L1/L2.
+            for (int64_t j = 0; j < nr; ++j) {
+                if (j >= cols) {
+                    for (int64_t k = 0; k < kc; ++k) panel[k * nr + j] = 0.0f;
+                    continue;
+                }
+                const int64_t base = (n + j) * a.w_stride_n + k0;
+                switch (a.wtype) {
+                    case WeightType::F32: {
+                        const float* src = static_cast<const float*>(a.w) + base;
+                        for (int64_t k = 0; k < kc; ++k) panel[k * nr + j] = src[k];
+                        break;
+                    }
+                    case WeightType::BF16: {
+                        const uint16_t* src = static_cast<const uint16_t*>(a.w) + base;
+                        for (int64_t k = 0; k < kc; ++k) panel[k * nr + j] = bf16_to_f32(src[k]);
+                        break;
+                    }
+                    case WeightType::F16: {
+                        const uint16_t* src = static_cast<const uint16_t*>(a.w) + base;
+                        for (int64_t k = 0; k < kc; ++k) panel[k * nr + j] = f16_to_f32(src[k]);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// y tile (R, kNR) = [y (if load_c)] + [bias] + xp · wp over kc steps.
+// Full tiles only: partial column tiles go through a bounce buffer in the caller.
+template <size_t R>
+HWY_NOINLINE void micro_kernel(int64_t kc, const float* HWY_RESTRICT xp /* (kc, kMR) */,
+                               const float* HWY_RESTRICT wp /* (kc, kNR) */,
+                               float* HWY_RESTRICT y /* (R, kNR), row stride ldy */, int64_t ldy,
+                               const float* HWY_RESTRICT bias /* (kNR) or nullptr */, bool load_c) {
+    const DF d;
+    VF acc[R][kNV];
+    for (size_t i = 0; i < R; ++i) {
+        for (size_t j = 0; j < kNV; ++j) {
+            acc[i][j] = load_c ? hn::LoadU(d, y + i * ldy + j * kLanes) : hn::Zero(d);
+        }
+    }
+    if (bias != nullptr) {
+        for (size_t j = 0; j < kNV; ++j) {
+            const VF b = hn::LoadU(d, bias + j * kLanes);
+            for (size_t i = 0; i < R; ++i) acc[i][j] = hn::Add(acc[i][j], b);
+        }
+    }
+    for (int64_t k = 0; k < kc; ++k) {
+        const float* wk = wp + k * static_cast<int64_t>(kNR);
+        const float* xk = xp + k * static_cast<int64_t>(kMR);
+        VF w[kNV];
+        for (size_t j = 0; j < kNV; ++j) w[j] = hn::Load(d, wk + j * kLanes);
+        for (size_t i = 0; i < R; ++i) {
+            const VF xi = hn::Set(d, xk[i]);
+            for (size_t j = 0; j < kNV; ++j) acc[i][j] = hn::MulAdd(xi, w[j], acc[i][j]);
+        }
+    }
+    for (size_t i = 0; i < R; ++i) {
+        for (size_t j = 0; j < kNV; ++j) hn::StoreU(acc[i][j], d, y + i * ldy + j * kLanes);
+    }
+}
+
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, const float*,
+                             bool);
+
+template <size_t... I>
+constexpr std::array<MicroKernel, sizeof...(I)> make_kernels(std::index_sequence<I...>) {
+    return {&micro_kernel<I + 1>...};
+}
+
+// kKernels[r - 1] handles an x panel of r rows (the last panel of M may be short).
+constexpr auto kKernels = make_kernels(std::make_index_sequence<kMR>());
+
+// One (rows, cols) output tile; cols < kNR goes through a bounce buffer so that the
+// micro-kernel only ever touches full vectors and never reads or writes past N.
+HWY_INLINE void run_tile(int64_t rows, int64_t cols, int64_t kc, const float* xp, const float* wp,
+                         float* y /* (rows, cols), row stride ldy */, int64_t ldy,
+                         const float* bias /* (cols) or nullptr */, bool load_c) {
+    MicroKernel kernel = kKernels[rows - 1];
+    if (cols == static_cast<int64_t>(kNR)) {
+        kernel(kc, xp, wp, y, ldy, bias, load_c);
+        return;
+    }
+    HWY_ALIGN float tile[kMR * kNR] = {};
+    HWY_ALIGN float tile_bias[kNR] = {};
+    const int64_t nr = static_cast<int64_t>(kNR);
+    if (load_c) {
+        for (int64_t i = 0; i < rows; ++i) std::memcpy(tile + i * nr, y + i * ldy, cols * sizeof(float));
+    }
+    if (bias != nullptr) std::memcpy(tile_bias, bias, cols * sizeof(float));
+    kernel(kc, xp, wp, tile, nr, bias != nullptr ? tile_bias : nullptr, load_c);
+    for (int64_t i = 0; i < rows; ++i) std::memcpy(y + i * ldy, tile + i * nr, cols * sizeof(float));
+}
+
+// Output columns [n_begin, n_end) for all M rows, given x packed into panels.
+void gemm_columns(const LinearArgs& a, const float* xpack /* (P, K, kMR) */, int64_t n_begin,
+                  int64_t n_end) {
+    const int64_t nr = static_cast<int64_t>(kNR);
+    const int64_t mr = static_cast<int64_t>(kMR);
+    // Equal K blocks (rounded to 8 for aligned panel offsets) so no block is a sliver.
+    const int64_t k_blocks = (a.K + kKC - 1) / kKC;
+    const int64_t kc_step = ((a.K + k_blocks - 1) / k_blocks + 7) / 8 * 8;
+    float* wpack = scratch(1, static_cast<size_t>(kNC * kc_step));
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += kNC) {
+        const int64_t nc = std::min(kNC, n_end - n0);
+        for (int64_t k0 = 0; k0 < a.K; k0 += kc_step) {
+            const int64_t kc = std::min(kc_step, a.K - k0);
+            pack_w_block(a, n0, nc, k0, kc, wpack);
+            const bool first = k0 == 0;
+            const bool load_c = !first || a.accumulate;
+            for (int64_t m0 = 0; m0 < a.M; m0 += mr) {
+                const int64_t rows = std::min(mr, a.M - m0);
+                const float* xp = xpack + (m0 / mr) * a.K * mr + k0 * mr;
+                for (int64_t j = 0; j < nc; j += nr) {
+                    const int64_t cols = std::min(nr, nc - j);
+                    const float* bias = first && a.bias != nullptr ? a.bias + n0 + j : nullptr;
+                    run_tile(rows, cols, kc, xp, wpack + (j / nr) * kc * nr,
+                             a.y + m0 * a.ldy + n0 + j, a.ldy, bias, load_c);
+                }
+            }
+        }
+    }
+}
+
+void linear_gemm(const LinearArgs& a) {
+    const int64_t mr = static_cast<int64_t>(kMR);
+    const int64_t panels = (a.M + mr - 1) / mr;
+    float* xpack = scratch(0, static_cast<size_t>(panels * a.K * mr));
+    parallel_for(panels, [&](int64_t begin, int64_t end, int) {
+        for (int64_t p = begin; p < end; ++p) {
+            pack_x_panel(a, p * mr, std::min(mr, a.M - p * mr), xpack + p * a.K * mr);
+        }
+    });
+    // Threads split N in whole micro-panels: each weight is read from memory by one thread only.
+    const int64_t nr = static_cast<int64_t>(kNR);
+    const int64_t units = (a.N + nr - 1) / nr;
+    parallel_for(units, [&](int64_t begin, int64_t end, int) {
+        gemm_columns(a, xpack, begin * nr, std::min(a.N, end * nr));
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMV (decode): y[m, n] = dot(x[m, :], W[n, :]) for row-major W, M <= kGemvMaxRows.
+
+// Rows [n0, n0 + G) of W against MM rows of x. One FMA chain per (row of x, row of W); G rows
+// of W in flight give MM * G independent chains and G concurrent streams for the prefetchers.
+template <size_t MM, size_t G>
+HWY_INLINE void gemv_rows(const LinearArgs& a, int64_t n0) {
+    const DF d;
+    VF acc[MM][G];
+    for (size_t m = 0; m < MM; ++m) {
+        for (size_t g = 0; g < G; ++g) acc[m][g] = hn::Zero(d);
+    }
+    const int64_t lanes = static_cast<int64_t>(kLanes);
+    int64_t k = 0;
+    for (; k + lanes <= a.K; k += lanes) {
+        VF xv[MM];
+        for (size_t m = 0; m < MM; ++m) xv[m] = hn::LoadU(d, a.x + m * a.ldx + k);
+        for (size_t g = 0; g < G; ++g) {
+            const VF w = load_weights(a.wtype, weight_at(a, (n0 + g) * a.w_stride_n + k));
+            for (size_t m = 0; m < MM; ++m) acc[m][g] = hn::MulAdd(xv[m], w, acc[m][g]);
+        }
+    }
+    for (size_t m = 0; m < MM; ++m) {
+        for (size_t g = 0; g < G; ++g) {
+            const int64_t n = n0 + static_cast<int64_t>(g);
+            float sum = hn::GetLane(hn::SumOfLanes(d, acc[m][g]));
+            for (int64_t kk = k; kk < a.K; ++kk) {
+                sum += a.x[m * a.ldx + kk] * weight_scalar(a.wtype, a.w, n * a.w_stride_n + kk);
+            }
+            float* out = a.y + m * a.ldy + n;
+            float init = a.accumulate ? *out : 0.0f;
+            if (a.bias != nullptr) init += a.bias[n];
+            *out = init + sum;
+        }
+    }
+}
+
+template <size_t MM>
+void gemv_range(const LinearArgs& a, int64_t n_begin, int64_t n_end) {
+    // 8 independent chains in total whatever MM is (FMA latency x ports on AVX-512 = 8), at
+    // least 2 rows of W per group.
+    constexpr size_t kG = MM >= 4 ? 2 : 8 / MM;
+    int64_t n = n_begin;
+    for (; n + static_cast<int64_t>(kG) <= n_end; n += kG) gemv_rows<MM, kG>(a, n);
+    for (; n < n_end; ++n) gemv_rows<MM, 1>(a, n);
+}
+
+void linear_gemv(const LinearArgs& a) {
+    // Each thread should stream at least ~256 KiB of weights, or the pool's wake-up costs more
+    // than it saves.
+    const int64_t row_bytes = a.K * (a.wtype == WeightType::F32 ? 4 : 2);
+    const int64_t grain = std::max<int64_t>(1, (int64_t{256} << 10) / std::max<int64_t>(1, row_bytes));
+    parallel_for(a.N, [&](int64_t begin, int64_t end, int) {
+        switch (a.M) {
+            case 1: gemv_range<1>(a, begin, end); break;
+            case 2: gemv_range<2>(a, begin, end); break;
+            case 3: gemv_range<3>(a, begin, end); break;
+            case 4: gemv_range<4>(a, begin, end); break;
+            default: HWY_ASSERT(false);
+        }
+    }, grain);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace attnlab::cpu::detail
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+
+namespace attnlab::cpu {
+
+namespace detail {
+
+HWY_EXPORT(linear_gemm);
+HWY_EXPORT(linear_gemv);
+
+// Validates the call and describes the weight layout; throws InvalidArgument on bad input.
+LinearArgs make_args(const char* where, const float* x, int64_t ldx, const Tensor& weight,
+                     const float* bias, float* y, int64_t ldy, int64_t M, bool accumulate) {
+    ATTNLAB_CHECK(weight.defined(), InvalidArgument, "[{}] weight tensor is undefined", where);
+    ATTNLAB_CHECK(weight.dim() == 2, InvalidArgument, "[{}] weight must be 2-D (N, K), got shape {}",
+                  where, weight.shape_string());
+    LinearArgs a;
+    switch (weight.dtype()) {
+        case DType::F32: a.wtype = WeightType::F32; break;
+        case DType::BF16: a.wtype = WeightType::BF16; break;
+        case DType::F16: a.wtype = WeightType::F16; break;
+        default:
+            ATTNLAB_CHECK(false, InvalidArgument,
+                          "[{}] weight dtype must be f32, bf16 or f16, got {} (shape {})", where,
+                          dtype_name(weight.dtype()), weight.shape_string());
+    }
+    a.N = weight.size(0);
+    a.K = weight.size(1);
+    const int64_t s0 = weight.stride(0), s1 = weight.stride(1);
+    if (s1 == 1 && s0 >= a.K) {
+        a.w_stride_n = s0;
+        a.w_stride_k = 1;
+    } else if (s0 == 1 && s1 >= a.N) {
+        a.w_stride_n = 1;
+        a.w_stride_k = s1;
+    } else {
+        ATTNLAB_CHECK(false, InvalidArgument,
+                      "[{}] weight {} has strides ({}, {}): expected row-major (K' >= K, 1) or the "
+                      "transpose of a row-major matrix (1, N' >= N)",
+                      where, weight.shape_string(), s0, s1);
+    }
+    ATTNLAB_CHECK(M >= 0, InvalidArgument, "[{}] M must be >= 0, got {}", where, M);
+    ATTNLAB_CHECK(ldx >= a.K, InvalidArgument,
+                  "[{}] x row stride ldx = {} is smaller than the weight's K = {} (weight {})", where,
+                  ldx, a.K, weight.shape_string());
+    ATTNLAB_CHECK(ldy >= a.N, InvalidArgument,
+                  "[{}] y row stride ldy = {} is smaller than the weight's N = {} (weight {})", where,
+                  ldy, a.N, weight.shape_string());
+    ATTNLAB_CHECK(M == 0 || a.N == 0 || y != nullptr, InvalidArgument, "[{}] y is null", where);
+    ATTNLAB_CHECK(M == 0 || a.K == 0 || x != nullptr, InvalidArgument, "[{}] x is null", where);
+    a.x = x;
+    a.ldx = ldx;
+    a.w = weight.numel() > 0 ? static_cast<const void*>(weight.raw()) : nullptr;
+    a.bias = bias;
+    a.y = y;
+    a.ldy = ldy;
+    a.M = M;
+    a.accumulate = accumulate;
+    return a;
+}
+
+}  // namespace detail
+
+void linear(const float* x, int64_t ldx, const Tensor& weight, const float* bias, float* y,
+            int64_t ldy, int64_t M, bool accumulate) {
+    const detail::LinearArgs a =
+        detail::make_args("linear", x, ldx, weight, bias, y, ldy, M, accumulate);
+    if (a.M == 0 || a.N == 0) return;
+    if (a.K == 0) {
+        for (int64_t m = 0; m < a.M; ++m) {
+            for (int64_t n = 0; n < a.N; ++n) {
+                float init = a.accumulate ? a.y[m * a.ldy + n] : 0.0f;
+                a.y[m * a.ldy + n] = init + (a.bias != nullptr ? a.bias[n] : 0.0f);
+            }
+        }
+        return;
+    }
+    if (a.M <= detail::kGemvMaxRows && a.w_stride_k == 1) {
+        HWY_DYNAMIC_DISPATCH(detail::linear_gemv)(a);
+    } else {
+        HWY_DYNAMIC_DISPATCH(detail::linear_gemm)(a);
+    }
+}
+
+void linear_reference(const float* x, int64_t ldx, const Tensor& weight, const float* bias,
+                      float* y, int64_t ldy, int64_t M, bool accumulate) {
+    const detail::LinearArgs a =
+        detail::make_args("linear_reference", x, ldx, weight, bias, y, ldy, M, accumulate);
+    auto w_at = [&](int64_t n, int64_t k) -> double {
+        int64_t index = n * a.w_stride_n + k * a.w_stride_k;
+        switch (a.wtype) {
+            case detail::WeightType::F32: return static_cast<const float*>(a.w)[index];
+            case detail::WeightType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(a.w)[index]);
+            case detail::WeightType::F16: return f16_to_f32(static_cast<const uint16_t*>(a.w)[index]);
+        }
+        return 0.0;
+    };
+    for (int64_t m = 0; m < a.M; ++m) {
+        for (int64_t n = 0; n < a.N; ++n) {
+            double sum = a.bias != nullptr ? a.bias[n] : 0.0;
+            for (int64_t k = 0; k < a.K; ++k) sum += static_cast<double>(a.x[m * a.ldx + k]) * w_at(n, k);
+            float* out = a.y + m * a.ldy + n;
+            *out = a.accumulate ? static_cast<float>(*out + sum) : static_cast<float>(sum);
+        }
+    }
+}
+
+}  // namespace attnlab::cpu
+
+#endif  // HWY_ONCE
