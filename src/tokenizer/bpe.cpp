@@ -11,8 +11,17 @@ namespace {
 
 constexpr uint32_t kNoToken = 0xFFFFFFFFu;
 constexpr size_t kMaxCachedWord = 256;     // bytes; longer words are rare and not worth keeping
-constexpr size_t kMaxCacheEntries = 1 << 16;
-constexpr size_t kMaxCacheIds = 1 << 20;
+constexpr size_t kMaxCacheEntries = 1 << 17;
+constexpr size_t kMaxCacheIds = 1 << 21;
+constexpr std::string_view kMetaspace = "\xE2\x96\x81";  // U+2581
+
+// True when `token` has '▁' right after a character other than '▁'.
+bool has_inner_metaspace(std::string_view token) {
+    for (size_t pos = token.find(kMetaspace, 1); pos != std::string_view::npos; pos = token.find(kMetaspace, pos + 1))
+        if (pos < kMetaspace.size() || token.substr(pos - kMetaspace.size(), kMetaspace.size()) != kMetaspace)
+            return true;
+    return false;
+}
 
 struct Symbol {
     int32_t id;
@@ -82,20 +91,23 @@ BpeModel::BpeModel(const TokenizerJson& tj, const Json& model, const Where& wher
     for (size_t rank = 0; rank < tj.merges.size(); ++rank) {
         const MergeEntry& m = tj.merges[rank];
         std::string_view a = tj.merge_left(m), b = tj.merge_right(m);
-        Where w = where.field("merges").index(rank);
+        auto w = [&] { return where.field("merges").index(rank); };  // only built for an error
         int32_t a_id = vocab_.find(a);
-        if (a_id < 0) w.fail(fmt::format("merge token '{}' is not in the vocabulary", a));
+        if (a_id < 0) w().fail(fmt::format("merge token '{}' is not in the vocabulary", a));
         int32_t b_id = vocab_.find(b);
-        if (b_id < 0) w.fail(fmt::format("merge token '{}' is not in the vocabulary", b));
-        if (b.size() < prefix_.size()) w.fail(fmt::format("merge token '{}' is shorter than continuing_subword_prefix", b));
+        if (b_id < 0) w().fail(fmt::format("merge token '{}' is not in the vocabulary", b));
+        if (b.size() < prefix_.size()) w().fail(fmt::format("merge token '{}' is shorter than continuing_subword_prefix", b));
         merged.assign(a);
         merged.append(b.substr(prefix_.size()));
         int32_t new_id = vocab_.find(merged);
-        if (new_id < 0) w.fail(fmt::format("merged token '{}' is not in the vocabulary", merged));
+        if (new_id < 0) w().fail(fmt::format("merged token '{}' is not in the vocabulary", merged));
         merges_.assign(a_id, b_id, MergeValue{static_cast<uint32_t>(rank), new_id});
     }
 
     if (unk_token_) unk_id_ = vocab_.find(*unk_token_);
+    split_before_metaspace_ = !ignore_merges_ && prefix_.empty() && suffix_.empty();
+    for (size_t k = 0; k < tj.vocab.size() && split_before_metaspace_; ++k)
+        if (has_inner_metaspace(tj.vocab_token(tj.vocab[k]))) split_before_metaspace_ = false;
     for (int b = 0; b < 256; ++b)
         byte_fallback_ids_[b] = vocab_.find(fmt::format("<0x{:02X}>", b));
     for (int c = 0; c < 128; ++c) {
@@ -124,6 +136,23 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& ids) const 
             return;
         }
     }
+    if (!split_before_metaspace_) {
+        tokenize_piece(word, ids);
+        return;
+    }
+    size_t begin = 0;
+    for (size_t pos = word.find(kMetaspace, 1); pos != std::string_view::npos;
+         pos = word.find(kMetaspace, pos + kMetaspace.size())) {
+        bool after_metaspace = pos >= begin + kMetaspace.size() &&
+                               word.substr(pos - kMetaspace.size(), kMetaspace.size()) == kMetaspace;
+        if (after_metaspace || pos == begin) continue;
+        tokenize_piece(word.substr(begin, pos - begin), ids);
+        begin = pos;
+    }
+    tokenize_piece(word.substr(begin), ids);
+}
+
+void BpeModel::tokenize_piece(std::string_view word, std::vector<int32_t>& ids) const {
     bool cacheable = word.size() <= kMaxCachedWord;
     if (cacheable) {
         std::lock_guard lock(cache_mutex_);

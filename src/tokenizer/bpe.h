@@ -36,6 +36,7 @@ public:
     int64_t max_id() const { return static_cast<int64_t>(id_offset_.size()) - 1; }
 
 private:
+    void tokenize_piece(std::string_view word, std::vector<int32_t>& ids) const;
     void merge_word(std::string_view word, std::vector<int32_t>& ids) const;
     int32_t unk_id() const;
 
@@ -53,6 +54,11 @@ private:
     std::string suffix_;   // end_of_word_suffix
     std::array<int32_t, 256> byte_fallback_ids_{};  // id of "<0xNN>", or -1
     std::array<int32_t, 128> ascii_ids_{};          // id of a 1-char ASCII symbol, when no prefix/suffix
+    // SentencePiece-style vocabularies without a pre-tokenizer hand the model whole texts.
+    // When no token has '▁' after another character, no merge can cross the start of a
+    // '▁' that follows another character, so the text is cut there first: the result is the
+    // same, and the pieces are short and cacheable.
+    bool split_before_metaspace_ = false;
 
     // Word cache, shared by threads: word -> offset into cache_ids_ ([count, ids...]).
     mutable std::mutex cache_mutex_;

@@ -47,62 +47,67 @@ void char_spans(std::string_view text, Pred pred, std::vector<Span>& out) {
     if (last < text.size()) out.push_back({last, text.size(), false});
 }
 
+Piece sub_piece(const Piece& parent, size_t begin, size_t end) {
+    Piece piece;
+    piece.text = parent.text.substr(begin, end - begin);
+    piece.at_start = parent.at_start && begin == 0;
+    return piece;
+}
+
 // Turns the spans of `parent.text` into pieces according to `behavior` (NormalizedString::split).
-void emit_split(Piece&& parent, std::vector<Span>& spans, Behavior behavior, bool invert,
-                std::vector<Piece>& out) {
+void emit_split(Piece&& parent, std::vector<Span>& spans, Behavior behavior, bool invert, const PieceSink& out) {
     if (invert)
         for (Span& s : spans) s.is_match = !s.is_match;
-    // (begin, end, removed)
-    std::vector<Span> pieces;
-    pieces.reserve(spans.size());
-    switch (behavior) {
-        case Behavior::Removed:
-            pieces = spans;
-            break;
-        case Behavior::Isolated:
-            for (const Span& s : spans) pieces.push_back({s.begin, s.end, false});
-            break;
-        case Behavior::Contiguous: {
-            bool prev_match = false;
-            for (const Span& s : spans) {
-                if (s.is_match == prev_match && !pieces.empty()) pieces.back().end = s.end;
-                else pieces.push_back({s.begin, s.end, false});
-                prev_match = s.is_match;
-            }
-            break;
-        }
-        case Behavior::MergedWithPrevious: {
-            bool prev_match = false;
-            for (const Span& s : spans) {
-                if (s.is_match && !prev_match && !pieces.empty()) pieces.back().end = s.end;
-                else pieces.push_back({s.begin, s.end, false});
-                prev_match = s.is_match;
-            }
-            break;
-        }
-        case Behavior::MergedWithNext: {
-            bool prev_match = false;
-            for (size_t k = spans.size(); k-- > 0;) {
-                const Span& s = spans[k];
-                if (s.is_match && !prev_match && !pieces.empty()) pieces.back().begin = s.begin;
-                else pieces.push_back({s.begin, s.end, false});
-                prev_match = s.is_match;
-            }
-            std::reverse(pieces.begin(), pieces.end());
-            break;
-        }
-    }
     // The common case, one piece covering the parent, moves the text instead of copying it.
-    if (pieces.size() == 1 && !pieces[0].is_match && pieces[0].begin == 0 && pieces[0].end == parent.text.size()) {
-        if (!parent.text.empty()) out.push_back(std::move(parent));
+    if (spans.size() == 1 && behavior != Behavior::Removed) {
+        if (!parent.text.empty()) out(std::move(parent));
         return;
     }
-    for (const Span& p : pieces) {
-        if (p.is_match || p.begin == p.end) continue;  // removed, or empty
-        Piece piece;
-        piece.text = parent.text.substr(p.begin, p.end - p.begin);
-        piece.at_start = parent.at_start && p.begin == 0;
-        out.push_back(std::move(piece));
+    if (behavior == Behavior::Isolated || behavior == Behavior::Removed) {
+        for (const Span& s : spans)
+            if (s.begin != s.end && !(behavior == Behavior::Removed && s.is_match)) out(sub_piece(parent, s.begin, s.end));
+        return;
+    }
+    std::vector<std::pair<size_t, size_t>> pieces;
+    pieces.reserve(spans.size());
+    bool prev_match = false;
+    if (behavior == Behavior::MergedWithNext) {
+        for (size_t k = spans.size(); k-- > 0;) {
+            const Span& s = spans[k];
+            if (s.is_match && !prev_match && !pieces.empty()) pieces.back().first = s.begin;
+            else pieces.emplace_back(s.begin, s.end);
+            prev_match = s.is_match;
+        }
+        std::reverse(pieces.begin(), pieces.end());
+    } else {
+        for (const Span& s : spans) {
+            bool merge = behavior == Behavior::Contiguous ? s.is_match == prev_match : s.is_match && !prev_match;
+            if (merge && !pieces.empty()) pieces.back().second = s.end;
+            else pieces.emplace_back(s.begin, s.end);
+            prev_match = s.is_match;
+        }
+    }
+    for (auto [b, e] : pieces)
+        if (b != e) out(sub_piece(parent, b, e));
+}
+
+// Isolated split by a regex without a span list: the pieces go out as the matches are found.
+void split_isolated(const Pattern& pattern, Piece&& parent, const PieceSink& out) {
+    size_t prev = 0;
+    bool whole = false;
+    pattern.for_each_match(parent.text, [&](size_t b, size_t e) {
+        if (b == 0 && e == parent.text.size()) {
+            whole = true;
+            return;
+        }
+        if (prev != b) out(sub_piece(parent, prev, b));
+        if (b != e) out(sub_piece(parent, b, e));
+        prev = e;
+    });
+    if (whole || prev == 0) {
+        if (!parent.text.empty()) out(std::move(parent));
+    } else if (prev != parent.text.size()) {
+        out(sub_piece(parent, prev, parent.text.size()));
     }
 }
 
@@ -114,22 +119,16 @@ public:
             regex_ = std::make_unique<Pattern>(
                 R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)", false, where);
     }
-    void split(Piece&& in, std::vector<Piece>& out) const override {
-        if (add_prefix_space_ && (in.text.empty() || in.text[0] != ' ')) in.text.insert(0, " ");
-        size_t first = out.size();
-        if (regex_) {
-            std::vector<Span> spans;
-            regex_->find_spans(in.text, spans);
-            emit_split(std::move(in), spans, Behavior::Isolated, false, out);
-        } else if (!in.text.empty()) {
-            out.push_back(std::move(in));
-        }
-        std::string mapped;
-        for (size_t k = first; k < out.size(); ++k) {
-            mapped.clear();
-            append_byte_level(mapped, out[k].text);
-            out[k].text.swap(mapped);
-        }
+    void split(Piece&& in, const PieceSink& out) const override {
+        if (add_prefix_space_ && (in.text.empty() || in.text[0] != ' ')) in.text.insert(in.text.begin(), ' ');
+        auto map_out = [&out](Piece&& p) {
+            std::string mapped;
+            append_byte_level(mapped, p.text);
+            p.text.swap(mapped);
+            out(std::move(p));
+        };
+        if (regex_) split_isolated(*regex_, std::move(in), map_out);
+        else if (!in.text.empty()) map_out(std::move(in));
     }
 
 private:
@@ -141,7 +140,11 @@ class Split final : public PreTokenizer {
 public:
     Split(Pattern pattern, Behavior behavior, bool invert)
         : pattern_(std::move(pattern)), behavior_(behavior), invert_(invert) {}
-    void split(Piece&& in, std::vector<Piece>& out) const override {
+    void split(Piece&& in, const PieceSink& out) const override {
+        if (behavior_ == Behavior::Isolated && !invert_) {
+            split_isolated(pattern_, std::move(in), out);
+            return;
+        }
         std::vector<Span> spans;
         pattern_.find_spans(in.text, spans);
         emit_split(std::move(in), spans, behavior_, invert_, out);
@@ -159,7 +162,7 @@ public:
         : replacement_(replacement), scheme_(scheme), split_(split) {
         append_utf8(rep_, replacement);
     }
-    void split(Piece&& in, std::vector<Piece>& out) const override {
+    void split(Piece&& in, const PieceSink& out) const override {
         std::string text;
         text.reserve(in.text.size() + rep_.size() * 4);
         for (char c : in.text) {
@@ -171,7 +174,7 @@ public:
             text.insert(0, rep_);
         in.text = std::move(text);
         if (!split_) {
-            if (!in.text.empty()) out.push_back(std::move(in));
+            if (!in.text.empty()) out(std::move(in));
             return;
         }
         std::vector<Span> spans;
@@ -192,7 +195,7 @@ template <class Pred>
 class CharSplit final : public PreTokenizer {
 public:
     CharSplit(Pred pred, Behavior behavior) : pred_(pred), behavior_(behavior) {}
-    void split(Piece&& in, std::vector<Piece>& out) const override {
+    void split(Piece&& in, const PieceSink& out) const override {
         std::vector<Span> spans;
         char_spans(in.text, pred_, spans);
         emit_split(std::move(in), spans, behavior_, false, out);
@@ -211,18 +214,18 @@ std::unique_ptr<PreTokenizer> make_char_split(Pred pred, Behavior behavior) {
 class Sequence final : public PreTokenizer {
 public:
     explicit Sequence(std::vector<std::unique_ptr<PreTokenizer>> parts) : parts_(std::move(parts)) {}
-    void split(Piece&& in, std::vector<Piece>& out) const override {
-        std::vector<Piece> current, next;
-        current.push_back(std::move(in));
-        for (const auto& p : parts_) {
-            next.clear();
-            for (Piece& piece : current) p->split(std::move(piece), next);
-            current.swap(next);
-        }
-        for (Piece& piece : current) out.push_back(std::move(piece));
-    }
+    void split(Piece&& in, const PieceSink& out) const override { run(0, std::move(in), out); }
 
 private:
+    // Depth first: each piece of stage k goes through the later stages before the next one.
+    void run(size_t stage, Piece&& in, const PieceSink& out) const {
+        if (stage == parts_.size()) {
+            out(std::move(in));
+            return;
+        }
+        parts_[stage]->split(std::move(in), [&](Piece&& p) { run(stage + 1, std::move(p), out); });
+    }
+
     std::vector<std::unique_ptr<PreTokenizer>> parts_;
 };
 

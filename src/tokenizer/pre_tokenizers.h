@@ -3,6 +3,7 @@
 // WhitespaceSplit, Punctuation, CharDelimiterSplit, BertPreTokenizer, Sequence.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,11 +21,15 @@ struct Piece {
     bool at_start = false;
 };
 
+// Receives pieces one at a time: pre-tokenizers stream, so a long text is never held as a
+// list of a million pieces.
+using PieceSink = std::function<void(Piece&&)>;
+
 class PreTokenizer {
 public:
     virtual ~PreTokenizer() = default;
-    // Appends the non-empty pieces `in` splits into.
-    virtual void split(Piece&& in, std::vector<Piece>& out) const = 0;
+    // Passes the non-empty pieces `in` splits into to `out`, in order.
+    virtual void split(Piece&& in, const PieceSink& out) const = 0;
 };
 
 // Metaspace's prepend_scheme (or the older add_prefix_space), shared with its decoder.

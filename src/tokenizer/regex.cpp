@@ -76,10 +76,14 @@ Pattern& Pattern::operator=(Pattern&&) noexcept = default;
 
 void Pattern::find_matches(std::string_view text,
                            std::vector<std::pair<size_t, size_t>>& out) const {
+    for_each_match(text, [&out](size_t b, size_t e) { out.emplace_back(b, e); });
+}
+
+void Pattern::for_each_match(std::string_view text, const std::function<void(size_t, size_t)>& on_match) const {
     if (!compiled_) {
         for (size_t pos = text.find(literal_); pos != std::string_view::npos;
              pos = text.find(literal_, pos + literal_.size()))
-            out.emplace_back(pos, pos + literal_.size());
+            on_match(pos, pos + literal_.size());
         return;
     }
     MatchScratch& s = scratch();
@@ -103,7 +107,7 @@ void Pattern::find_matches(std::string_view text,
         }
         last_end = end;
         last_match_end = end;
-        out.emplace_back(begin, end);
+        on_match(begin, end);
     }
 }
 
@@ -112,14 +116,12 @@ void Pattern::find_spans(std::string_view text, std::vector<Span>& out) const {
         out.push_back({0, 0, false});
         return;
     }
-    std::vector<std::pair<size_t, size_t>> matches;
-    find_matches(text, matches);
     size_t prev = 0;
-    for (auto [b, e] : matches) {
+    for_each_match(text, [&](size_t b, size_t e) {
         if (prev != b) out.push_back({prev, b, false});
         out.push_back({b, e, true});
         prev = e;
-    }
+    });
     if (prev != text.size()) out.push_back({prev, text.size(), false});
 }
 

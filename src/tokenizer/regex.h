@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -28,8 +29,9 @@ public:
     Pattern(Pattern&&) noexcept;
     Pattern& operator=(Pattern&&) noexcept;
 
-    // Non-overlapping matches, left to right, as (begin, end) byte pairs. `text` must be
-    // valid UTF-8.
+    // Calls on_match(begin, end) for each match, non-overlapping, left to right. `text` must
+    // be valid UTF-8.
+    void for_each_match(std::string_view text, const std::function<void(size_t, size_t)>& on_match) const;
     void find_matches(std::string_view text, std::vector<std::pair<size_t, size_t>>& out) const;
     // tokenizers' `Pattern::find_matches`: the matches plus the gaps, covering all of `text`
     // (one non-match span for an empty text).

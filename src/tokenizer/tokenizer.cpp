@@ -130,9 +130,7 @@ void Tokenizer::Impl::encode_words(tok::Piece&& piece, std::vector<int32_t>& ids
                                    std::vector<std::string>* tokens) const {
     size_t first = ids.size();
     if (pre_tokenizer) {
-        std::vector<tok::Piece> words;
-        pre_tokenizer->split(std::move(piece), words);
-        for (const tok::Piece& w : words) model->tokenize(w.text, ids);
+        pre_tokenizer->split(std::move(piece), [&](tok::Piece&& word) { model->tokenize(word.text, ids); });
     } else {
         model->tokenize(piece.text, ids);
     }

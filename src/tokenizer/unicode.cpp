@@ -190,8 +190,7 @@ std::string to_lower(std::string_view s) {
     return out;
 }
 
-std::string unicode_normalize(std::string_view s, NormForm form) {
-    if (is_ascii(s)) return std::string(s);  // every normal form leaves ASCII alone
+static std::string normalize_run(std::string_view s, NormForm form) {
     int options = UTF8PROC_STABLE;
     switch (form) {
         case NormForm::NFC: options |= UTF8PROC_COMPOSE; break;
@@ -208,6 +207,35 @@ std::string unicode_normalize(std::string_view s, NormForm form) {
         throw InvalidArgument(fmt::format("[tokenizer] Unicode normalisation failed: {}",
                                           utf8proc_errmsg(n)));
     return std::string(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
+}
+
+}  // namespace attnlab::tok
+
+namespace attnlab::tok {
+
+std::string unicode_normalize(std::string_view s, NormForm form) {
+    // ASCII characters are never decomposed, never compose with what precedes them, and
+    // start no composition except as its first character; so text can be cut before any
+    // ASCII character and normalised piece by piece. Only the non-ASCII runs (with the ASCII
+    // character before each, which may take a combining mark) go through utf8proc.
+    std::string out;
+    out.reserve(s.size());
+    size_t i = 0;
+    while (i < s.size()) {
+        size_t j = i;
+        while (j < s.size() && static_cast<unsigned char>(s[j]) < 0x80) ++j;
+        if (j == s.size()) {
+            out.append(s.substr(i));
+            break;
+        }
+        size_t start = j > i ? j - 1 : j;
+        out.append(s.substr(i, start - i));
+        size_t end = j;
+        while (end < s.size() && static_cast<unsigned char>(s[end]) >= 0x80) ++end;
+        out.append(normalize_run(s.substr(start, end - start), form));
+        i = end;
+    }
+    return out;
 }
 
 }  // namespace attnlab::tok
