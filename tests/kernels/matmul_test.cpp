@@ -68,6 +68,7 @@ TEST_P(LinearTest, MatchesFloat64Reference) {
         const Tensor w = random_weight(c.N, c.K, dtype, layout, pad);
         ASSERT_EQ(w.size(0), c.N);
         ASSERT_EQ(w.size(1), c.K);
+        const std::vector<float> wf = w.to_floats();  // (N, K) row-major
         const int64_t ldx = c.K + pad, ldy = c.N + 2 * pad;
         const std::vector<float> x = random_floats(static_cast<size_t>(c.M * ldx));
         const std::vector<float> bias_values = random_floats(static_cast<size_t>(c.N));
@@ -80,9 +81,17 @@ TEST_P(LinearTest, MatchesFloat64Reference) {
                 const float* bias = use_bias ? bias_values.data() : nullptr;
                 std::vector<float> ref = y0;
                 linear_reference(x.data(), ldx, w, bias, ref.data(), ldy, c.M, accumulate);
+                // Reference magnitude: the largest |ref|, or, where the output is small through
+                // cancellation (N = 1, large K), the size of a sum of K random products,
+                // sum |x w| / sqrt(K) (f32 rounding error grows with it, not with |ref|).
                 double scale = 0.0;
                 for (int64_t m = 0; m < c.M; ++m) {
-                    for (int64_t n = 0; n < c.N; ++n) scale = std::max<double>(scale, std::fabs(ref[m * ldy + n]));
+                    for (int64_t n = 0; n < c.N; ++n) {
+                        scale = std::max<double>(scale, std::fabs(ref[m * ldy + n]));
+                        double abs_sum = 0.0;
+                        for (int64_t k = 0; k < c.K; ++k) abs_sum += std::fabs(x[m * ldx + k] * wf[n * c.K + k]);
+                        scale = std::max(scale, abs_sum / std::sqrt(static_cast<double>(c.K)));
+                    }
                 }
                 std::vector<std::vector<float>> results;
                 for (int threads : {1, 2}) {
