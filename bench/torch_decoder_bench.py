@@ -1,8 +1,8 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The peer measurement for `attnlab bench`: the same checkpoint, the same ppN / tgN tests,
-run through PyTorch eager on the CPU (Debian's python3-torch; transformers is not packaged for
+run through PyTorch eager on the CPU (Debian's python3-torch 1.13, run with /usr/bin/python3; transformers is not packaged for
 Debian 12, so the Llama/Qwen2 decoder is written here in plain torch ops: RMSNorm, RoPE,
-GQA SDPA with a KV cache, SiLU-gated MLP, tied or untied lm_head).
+GQA eager attention with a KV cache, SiLU-gated MLP, tied or untied lm_head).
 
 Usage: torch_decoder_bench.py MODEL_DIR [-p 512] [-n 128] [-r 5] [-t THREADS] [--dtype bf16|f32] [--json]
   --dtype f32 : weights upcast to float32 (same arithmetic as attnlab: f32 activations)
@@ -90,12 +90,13 @@ class Decoder:
             K = ck[: pos0 + T].transpose(0, 1).repeat_interleave(self.H // self.Hkv, dim=0)
             V = cv[: pos0 + T].transpose(0, 1).repeat_interleave(self.H // self.Hkv, dim=0)
             Q = q.transpose(0, 1)
-            if T == 1:
-                o = F.scaled_dot_product_attention(Q, K, V)
-            else:
+            # Eager attention as transformers' "eager" implementation (torch 1.13 has no SDPA).
+            scores = torch.matmul(Q, K.transpose(1, 2)) * (1.0 / math.sqrt(self.D))
+            if T > 1:
                 S = pos0 + T
                 mask = torch.ones(T, S, dtype=torch.bool).tril(diagonal=pos0)
-                o = F.scaled_dot_product_attention(Q, K, V, attn_mask=mask)
+                scores = scores.masked_fill(~mask, float("-inf"))
+            o = torch.matmul(torch.softmax(scores.float(), dim=-1).to(self.dtype), V)
             o = o.transpose(0, 1).reshape(T, self.H * self.D)
             x = x + F.linear(o, self.w[p + "self_attn.o_proj.weight"])
             h = self.norm(x, self.w[p + "post_attention_layernorm.weight"])

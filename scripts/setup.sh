@@ -9,7 +9,7 @@ packages=(
   libpng-dev clang libclang-rt-14-dev
 )
 if [ "${ATTNLAB_SETUP_EXTRA:-}" = bench ]; then
-  packages+=(python3-torch python3-numpy)
+  packages+=(python3-torch python3-numpy libopenblas0-pthread)
 fi
 missing=()
 for p in "${packages[@]}"; do
