@@ -130,7 +130,10 @@ SafetensorsFile load_safetensors(const std::string& path) {
                       "[safetensors] {}: data_offsets of '{}' must be two non-negative integers",
                       path, name);
         uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
-        ATTNLAB_CHECK(begin <= end && end <= data_size, FormatError,
+        ATTNLAB_CHECK(begin <= end, FormatError,
+                      "[safetensors] {}: data_offsets [{}, {}] of '{}' are reversed (begin > end)",
+                      path, begin, end, name);
+        ATTNLAB_CHECK(end <= data_size, FormatError,
                       "[safetensors] {}: data_offsets [{}, {}] of '{}' are outside the data section "
                       "({} bytes)",
                       path, begin, end, name, data_size);
@@ -221,7 +224,8 @@ WeightStore WeightStore::open_directory(const std::string& dir) {
             ATTNLAB_CHECK(it.value().is_string(), FormatError,
                           "[safetensors] {}: shard of '{}' is not a string", index_path.string(), it.key());
             std::string shard = it.value().get<std::string>();
-            ATTNLAB_CHECK(shard.find('/') == std::string::npos && shard != ".." && !shard.empty(),
+            ATTNLAB_CHECK(shard.find('/') == std::string::npos && shard != ".." && shard != "." &&
+                              !shard.empty(),
                           FormatError, "[safetensors] {}: shard name '{}' must be a plain file name",
                           index_path.string(), shard);
             expected_shard[it.key()] = shard;
@@ -234,6 +238,10 @@ WeightStore WeightStore::open_directory(const std::string& dir) {
         throw IoError(fmt::format("[model] {}: no model.safetensors or model.safetensors.index.json", dir));
     }
     for (const std::string& shard : shard_files) {
+        // A listed shard that is absent is an inconsistent checkpoint, not an I/O failure.
+        ATTNLAB_CHECK(expected_shard.empty() || fs::exists(fs::path(dir) / shard), FormatError,
+                      "[safetensors] {}: lists shard '{}', which does not exist", index_path.string(),
+                      shard);
         SafetensorsFile f = load_safetensors((fs::path(dir) / shard).string());
         for (auto& [name, tensor] : f.tensors) {
             ATTNLAB_CHECK(!store.tensors_.count(name), FormatError,
