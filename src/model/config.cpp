@@ -10,8 +10,10 @@ namespace attnlab {
 namespace config_json {
 
 namespace {
-// Above this a "size" is certainly a corrupt or hostile config, not a model.
-constexpr int64_t kMaxSize = int64_t(1) << 31;
+// Above this a "size" is certainly a corrupt or hostile config, not a model. Per-layer tables
+// are allocated from num_hidden_layers while parsing, so the bound must keep those small
+// (2^24 layers = 128 MB of windows) yet stay far above any real vocabulary or width.
+constexpr int64_t kMaxSize = int64_t(1) << 24;
 }  // namespace
 
 std::optional<int64_t> get_int(const json& j, const char* key) {
@@ -237,6 +239,13 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
                     if (x.is_number_integer()) c.eos_token_ids.push_back(x.get<int64_t>());
         }
         arch->configure(j, c);
+        // Every architecture fills layer_window its own way; a negative window would mask
+        // every key (a silent NaN), so check them all here.
+        ATTNLAB_ASSERT(static_cast<int64_t>(c.layer_window.size()) == c.n_layer);
+        for (size_t l = 0; l < c.layer_window.size(); ++l)
+            ATTNLAB_CHECK(c.layer_window[l] >= 0, FormatError,
+                          "[config] layer {} has sliding window {}: sliding_window must be >= 0", l,
+                          c.layer_window[l]);
     } catch (const Error& e) {
         std::string msg = e.what();
         // Name the file once: "[config] config.json: ..." instead of "[config] ...".
