@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <utility>
 
 #ifndef ATTNLAB_MATMUL_SHARED_DEFS
@@ -390,11 +391,23 @@ void gemm_columns(const LinearArgs& a, const float* xpack /* (P, K, kMR) */, int
             pack_w_block(a, n0, nc, k0, kc, wpack);
             const bool first = k0 == 0;
             const bool load_c = !first || a.accumulate;
+            const int64_t tiles = (nc + nr - 1) / nr;
+            const int64_t panel_bytes = kc * mr * static_cast<int64_t>(sizeof(float));
             for (int64_t m0 = 0; m0 < a.M; m0 += mr) {
                 const int64_t rows = std::min(mr, a.M - m0);
                 const float* xp = xpack + (m0 / mr) * a.K * mr + k0 * mr;
+                // The next x panel comes from L3 or DRAM (x is 1.8-10 MiB packed for the prefill
+                // shapes): each tile of this panel prefetches its share of the next one, so the
+                // next panel's first FMAs do not wait on memory.
+                const char* next_xp = m0 + mr < a.M ? reinterpret_cast<const char*>(xp + a.K * mr) : nullptr;
                 for (int64_t j = 0; j < nc; j += nr) {
                     const int64_t cols = std::min(nr, nc - j);
+                    if (next_xp != nullptr) {
+                        const int64_t t = j / nr;
+                        for (int64_t b = panel_bytes * t / tiles / 64 * 64; b < panel_bytes * (t + 1) / tiles; b += 64) {
+                            hwy::Prefetch(next_xp + b);
+                        }
+                    }
                     const float* bias = first && a.bias != nullptr ? a.bias + n0 + j : nullptr;
                     run_tile(rows, cols, kc, xp, wpack + (j / nr) * kc * nr,
                              a.y + m0 * a.ldy + n0 + j, a.ldy, bias, load_c);
@@ -424,31 +437,53 @@ void linear_gemm(const LinearArgs& a) {
 // ---------------------------------------------------------------------------------------------
 // GEMV (decode): y[m, n] = dot(x[m, :], W[n, :]) for row-major W, M <= kGemvMaxRows.
 
-// Rows [n0, n0 + G) of W against MM rows of x. One FMA chain per (row of x, row of W); G rows
-// of W in flight give MM * G independent chains and G concurrent streams for the prefetchers.
-template <size_t MM, size_t G>
-HWY_INLINE void gemv_rows(const LinearArgs& a, int64_t n0) {
+template <WeightType WT>
+struct WeightTraits {
+    using Elem = std::conditional_t<WT == WeightType::F32, float, uint16_t>;
+    // Elements per 64-byte cache line; the GEMV issues one prefetch per line.
+    static constexpr int64_t kPerLine = 64 / static_cast<int64_t>(sizeof(Elem));
+};
+
+// Rows [n0, n0 + G) of W against MM rows of x. One FMA chain per (row of x, row of W), always
+// in ascending k, so a row's result does not depend on G (nor on the thread split). G rows in
+// flight give MM * G independent chains. Rows are only K * 2 bytes long (1.8 KiB for K = 896),
+// too short for the hardware prefetchers to ramp up, so each line step prefetches the same
+// line of the next group's rows (`prefetch_rows` of them, 0 at the end of the range).
+template <WeightType WT, size_t MM, size_t G>
+HWY_INLINE void gemv_rows(const LinearArgs& a, int64_t n0, int64_t prefetch_rows) {
+    using Elem = typename WeightTraits<WT>::Elem;
+    constexpr int64_t kPerLine = WeightTraits<WT>::kPerLine;
+    constexpr int64_t kLanesI = static_cast<int64_t>(kLanes);
     const DF d;
+    const Elem* w = static_cast<const Elem*>(a.w);
     VF acc[MM][G];
     for (size_t m = 0; m < MM; ++m) {
         for (size_t g = 0; g < G; ++g) acc[m][g] = hn::Zero(d);
     }
-    const int64_t lanes = static_cast<int64_t>(kLanes);
-    int64_t k = 0;
-    for (; k + lanes <= a.K; k += lanes) {
+    auto step = [&](int64_t k) {
         VF xv[MM];
         for (size_t m = 0; m < MM; ++m) xv[m] = hn::LoadU(d, a.x + m * a.ldx + k);
         for (size_t g = 0; g < G; ++g) {
-            const VF w = load_weights(a.wtype, weight_at(a, (n0 + g) * a.w_stride_n + k));
-            for (size_t m = 0; m < MM; ++m) acc[m][g] = hn::MulAdd(xv[m], w, acc[m][g]);
+            const VF wv = load_weights(WT, w + (n0 + static_cast<int64_t>(g)) * a.w_stride_n + k);
+            for (size_t m = 0; m < MM; ++m) acc[m][g] = hn::MulAdd(xv[m], wv, acc[m][g]);
+        }
+    };
+    int64_t k = 0;
+    if constexpr (kPerLine >= kLanesI) {
+        for (; k + kPerLine <= a.K; k += kPerLine) {
+            for (int64_t r = 0; r < prefetch_rows; ++r) {
+                hwy::Prefetch(w + (n0 + static_cast<int64_t>(G) + r) * a.w_stride_n + k);
+            }
+            for (int64_t v = 0; v < kPerLine; v += kLanesI) step(k + v);
         }
     }
+    for (; k + kLanesI <= a.K; k += kLanesI) step(k);
     for (size_t m = 0; m < MM; ++m) {
         for (size_t g = 0; g < G; ++g) {
             const int64_t n = n0 + static_cast<int64_t>(g);
             float sum = hn::GetLane(hn::SumOfLanes(d, acc[m][g]));
             for (int64_t kk = k; kk < a.K; ++kk) {
-                sum += a.x[m * a.ldx + kk] * weight_scalar(a.wtype, a.w, n * a.w_stride_n + kk);
+                sum += a.x[m * a.ldx + kk] * weight_scalar(WT, a.w, n * a.w_stride_n + kk);
             }
             float* out = a.y + m * a.ldy + n;
             float init = a.accumulate ? *out : 0.0f;
@@ -458,14 +493,25 @@ HWY_INLINE void gemv_rows(const LinearArgs& a, int64_t n0) {
     }
 }
 
-template <size_t MM>
+template <WeightType WT, size_t MM>
 void gemv_range(const LinearArgs& a, int64_t n_begin, int64_t n_end) {
     // 8 independent chains in total whatever MM is (FMA latency x ports on AVX-512 = 8), at
     // least 2 rows of W per group.
-    constexpr size_t kG = MM >= 4 ? 2 : 8 / MM;
+    constexpr int64_t kG = MM >= 4 ? 2 : 8 / MM;
     int64_t n = n_begin;
-    for (; n + static_cast<int64_t>(kG) <= n_end; n += kG) gemv_rows<MM, kG>(a, n);
-    for (; n < n_end; ++n) gemv_rows<MM, 1>(a, n);
+    for (; n + kG <= n_end; n += kG) gemv_rows<WT, MM, kG>(a, n, std::min(kG, n_end - n - kG));
+    for (; n < n_end; ++n) gemv_rows<WT, MM, 1>(a, n, 0);
+}
+
+template <WeightType WT>
+void gemv_range_m(const LinearArgs& a, int64_t n_begin, int64_t n_end) {
+    switch (a.M) {
+        case 1: gemv_range<WT, 1>(a, n_begin, n_end); break;
+        case 2: gemv_range<WT, 2>(a, n_begin, n_end); break;
+        case 3: gemv_range<WT, 3>(a, n_begin, n_end); break;
+        case 4: gemv_range<WT, 4>(a, n_begin, n_end); break;
+        default: HWY_ASSERT(false);
+    }
 }
 
 void linear_gemv(const LinearArgs& a) {
@@ -474,12 +520,10 @@ void linear_gemv(const LinearArgs& a) {
     const int64_t row_bytes = a.K * (a.wtype == WeightType::F32 ? 4 : 2);
     const int64_t grain = std::max<int64_t>(1, (int64_t{256} << 10) / std::max<int64_t>(1, row_bytes));
     parallel_for(a.N, [&](int64_t begin, int64_t end, int) {
-        switch (a.M) {
-            case 1: gemv_range<1>(a, begin, end); break;
-            case 2: gemv_range<2>(a, begin, end); break;
-            case 3: gemv_range<3>(a, begin, end); break;
-            case 4: gemv_range<4>(a, begin, end); break;
-            default: HWY_ASSERT(false);
+        switch (a.wtype) {
+            case WeightType::F32: gemv_range_m<WeightType::F32>(a, begin, end); break;
+            case WeightType::BF16: gemv_range_m<WeightType::BF16>(a, begin, end); break;
+            case WeightType::F16: gemv_range_m<WeightType::F16>(a, begin, end); break;
         }
     }, grain);
 }
