@@ -85,10 +85,11 @@ inline float* scratch(int slot, size_t count) {
     return buffers[slot].get(count);
 }
 
-// Largest M handled by the GEMV path. For M <= 4 every weight element feeds at most 4 FMAs, so
-// the GEMV stays memory-bound and needs no packing; larger M is faster through the packed GEMM
-// (measured by bench/matmul_bench: see docs/performance.md "CPU matmul").
-constexpr int64_t kGemvMaxRows = 4;
+// Largest M handled by the GEMV path. Up to M = 8 each weight element feeds at most 8 FMAs, and
+// the GEMV (no packing, weights read once) beats the packed GEMM, whose transpose-and-widen
+// pack costs ~1 cycle per weight element: bf16 gate/up at M = 8 took 2.2 ms through the GEMM
+// and ~0.5 ms at M = 4 through the GEMV (bench/matmul_bench --m 4,8 --threads 1).
+constexpr int64_t kGemvMaxRows = 8;
 
 }  // namespace attnlab::cpu::detail
 
@@ -495,9 +496,9 @@ HWY_INLINE void gemv_rows(const LinearArgs& a, int64_t n0, int64_t prefetch_rows
 
 template <WeightType WT, size_t MM>
 void gemv_range(const LinearArgs& a, int64_t n_begin, int64_t n_end) {
-    // 8 independent chains in total whatever MM is (FMA latency x ports on AVX-512 = 8), at
-    // least 2 rows of W per group.
-    constexpr int64_t kG = MM >= 4 ? 2 : 8 / MM;
+    // At least 8 independent chains (FMA latency x ports on AVX-512 = 8) and at least 2 rows
+    // of W per group; MM * kG + MM + 1 <= 25 vector registers.
+    constexpr int64_t kG = MM >= 3 ? 2 : 8 / MM;
     int64_t n = n_begin;
     for (; n + kG <= n_end; n += kG) gemv_rows<WT, MM, kG>(a, n, std::min(kG, n_end - n - kG));
     for (; n < n_end; ++n) gemv_rows<WT, MM, 1>(a, n, 0);
@@ -510,6 +511,10 @@ void gemv_range_m(const LinearArgs& a, int64_t n_begin, int64_t n_end) {
         case 2: gemv_range<WT, 2>(a, n_begin, n_end); break;
         case 3: gemv_range<WT, 3>(a, n_begin, n_end); break;
         case 4: gemv_range<WT, 4>(a, n_begin, n_end); break;
+        case 5: gemv_range<WT, 5>(a, n_begin, n_end); break;
+        case 6: gemv_range<WT, 6>(a, n_begin, n_end); break;
+        case 7: gemv_range<WT, 7>(a, n_begin, n_end); break;
+        case 8: gemv_range<WT, 8>(a, n_begin, n_end); break;
         default: HWY_ASSERT(false);
     }
 }
