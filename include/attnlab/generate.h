@@ -37,6 +37,8 @@ struct GenerateOptions {
     int64_t max_new_tokens = 128;
     SamplingParams sampling;
     bool stop_at_eos = true;
+    // Longest sequence (prompt + generated); 0 = the model's max_position_embeddings.
+    int64_t context_length = 0;
     // Called with each new token as soon as it is chosen (for streaming).
     std::function<void(int32_t)> on_token;
 };

@@ -158,7 +158,7 @@ void parse_decoder_common(const json& j, ModelConfig& c) {
 
     // RoPE: transformers 5 writes rope_parameters (theta inside); older configs rope_theta at
     // the top level and an optional rope_scaling object (with "type" or "rope_type").
-    RopeConfig rope;
+    RopeConfig rope = c.rope;  // an architecture may preset defaults (Gemma-3: theta 1e6)
     if (auto v = get_number(j, "rope_theta")) rope.theta = *v;
     if (auto v = get_number(j, "partial_rotary_factor")) rope.partial_rotary_factor = *v;
     if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) {

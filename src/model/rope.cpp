@@ -65,17 +65,12 @@ RopeFrequencies rope_frequencies(const RopeConfig& r, int64_t head_dim,
             f = scaled;
         }
     } else if (r.type == "yarn") {
-        // Frequencies use the configured factor. When the original context length is given,
-        // the default attention factor follows the actual extension max_pos / original
-        // (DeepSeek-V3-style configs), as transformers does since its YaRN factor fix.
+        // transformers 5 uses the configured factor for both the frequencies and the default
+        // attention factor (it only warns when max_pos / original disagrees with it).
         const double factor = r.factor;
+        const double mscale_factor = factor;
         int64_t original = r.original_max_position_embeddings;
-        double mscale_factor = factor;
-        if (original > 0) {
-            mscale_factor = static_cast<double>(max_position_embeddings) / static_cast<double>(original);
-        } else {
-            original = max_position_embeddings;
-        }
+        if (original <= 0) original = max_position_embeddings;
         if (r.attention_factor) {
             out.attention_factor = static_cast<float>(*r.attention_factor);
         } else if (r.mscale && r.mscale_all_dim && *r.mscale != 0 && *r.mscale_all_dim != 0) {

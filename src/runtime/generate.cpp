@@ -79,9 +79,9 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
     ATTNLAB_CHECK(!prompt.empty(), InvalidArgument, "[generate] the prompt is empty");
     ATTNLAB_CHECK(options.max_new_tokens >= 0, InvalidArgument,
                   "[generate] number of tokens to generate must be >= 0");
-    const int64_t context = c.max_position_embeddings;
+    const int64_t context = options.context_length > 0 ? options.context_length : c.max_position_embeddings;
     ATTNLAB_CHECK(cache.n_past() + static_cast<int64_t>(prompt.size()) <= context, InvalidArgument,
-                  "[generate] prompt of {} tokens does not fit the model's context of {} tokens",
+                  "[generate] prompt of {} tokens does not fit the context of {} tokens (see --ctx-size)",
                   cache.n_past() + static_cast<int64_t>(prompt.size()), context);
     Sampler sampler(options.sampling);
     std::vector<int32_t> history(prompt.begin(), prompt.end());

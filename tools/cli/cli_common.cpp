@@ -12,6 +12,12 @@ namespace attnlab::cli {
 void ModelOptions::add_to(CLI::App& app) {
     app.add_option("-m,--model", model_dir, "Hugging Face model directory")->required();
     app.add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+    app.add_option("-c,--ctx-size", ctx_size, "Context length (default: the model's max_position_embeddings)")
+        ->check(CLI::NonNegativeNumber);
+}
+
+int64_t ModelOptions::context_length(const Model& model) const {
+    return ctx_size > 0 ? ctx_size : model.config().max_position_embeddings;
 }
 
 std::unique_ptr<Model> ModelOptions::load() const {

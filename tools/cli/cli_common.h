@@ -31,7 +31,12 @@ Command add_make_model(CLI::App& root);
 struct ModelOptions {
     std::string model_dir;
     int threads = 0;  // 0 = all cores
+    int64_t ctx_size = 0;  // 0 = the model's max_position_embeddings
     void add_to(CLI::App& app);
+    // The longest sequence a run may reach: --ctx-size, or the model's trained context.
+    // RoPE models may be run past it on request (e.g. with dynamic NTK scaling); models with
+    // learned positions cannot, and forward() refuses.
+    int64_t context_length(const Model& model) const;
     std::unique_ptr<Model> load() const;  // also applies the thread count
 };
 

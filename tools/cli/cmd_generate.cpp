@@ -37,6 +37,7 @@ Command add_generate(CLI::App& root) {
         std::vector<int32_t> prompt = o->prompt.resolve(*model);
         GenerateOptions g;
         g.max_new_tokens = o->n;
+        g.context_length = o->model.context_length(*model);
         g.sampling = o->sampling;
         // With --ids the caller controls the sequence exactly: no EOS stop either.
         g.stop_at_eos = !o->ignore_eos && !o->prompt.has_ids();

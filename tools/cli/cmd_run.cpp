@@ -21,9 +21,9 @@ Command add_run(CLI::App& root) {
     return {app, [o] {
         auto model = o->model.load();
         std::vector<int32_t> ids = o->prompt.resolve(*model);
-        ATTNLAB_CHECK(static_cast<int64_t>(ids.size()) <= model->config().max_position_embeddings,
-                      InvalidArgument, "[run] {} tokens exceed the model's context of {}", ids.size(),
-                      model->config().max_position_embeddings);
+        ATTNLAB_CHECK(static_cast<int64_t>(ids.size()) <= o->model.context_length(*model), InvalidArgument,
+                      "[run] {} tokens exceed the context of {} (raise it with --ctx-size)", ids.size(),
+                      o->model.context_length(*model));
         std::unique_ptr<ActivationCache> cache;
         if (!o->hooks.empty()) cache = std::make_unique<ActivationCache>(o->hooks);
         ForwardOptions options;

@@ -2,17 +2,15 @@
 // no soft-capping by default, and a 5:1 pattern of sliding-window to global layers
 // (sliding_window_pattern, or layer_types) where sliding layers use their own RoPE base
 // (rope_local_base_freq, default 10000) and global layers rope_theta with rope_scaling.
-#include "model/architecture.h"
+#include "model/arch/gemma_common.h"
 #include "model/config_json.h"
 #include "model/decoder_layout.h"
 
 namespace attnlab {
 
-void configure_gemma_common(const nlohmann::json& j, ModelConfig& c);
-void load_gemma_common(const WeightStore& store, const ModelConfig& c, ModelWeights& w);
 
 static void configure_gemma3(const nlohmann::json& j, ModelConfig& c) {
-    configure_gemma_common(j, c);
+    configure_gemma_common(j, c, GemmaDefaults{256.0, 0.0, 0.0, 1000000.0});
     c.qk_norm = QKNorm::PerHead;
     const int64_t window = config_json::get_int(j, "sliding_window").value_or(4096);
     if (!parse_layer_types(j, c, window)) {

@@ -6,6 +6,7 @@
 namespace attnlab {
 
 static void configure_olmo2(const nlohmann::json& j, ModelConfig& c) {
+    c.norm_eps = 1e-5;  // transformers' default for this config class
     parse_decoder_common(j, c);
     c.qk_norm = QKNorm::FullWidth;
     c.pre_norms = false;

@@ -7,6 +7,7 @@
 namespace attnlab {
 
 static void configure_phi3(const nlohmann::json& j, ModelConfig& c) {
+    c.norm_eps = 1e-5;  // transformers' default for this config class
     parse_decoder_common(j, c);
     const int64_t window = config_json::get_int(j, "sliding_window").value_or(0);
     ATTNLAB_CHECK(window >= 0, FormatError, "[config] sliding_window must be >= 0");
