@@ -13,7 +13,7 @@ constexpr size_t kMaxDepth = 128;
 
 class Sax {
 public:
-    Sax(TokenizerJson& out, const std::string& origin) : out_(out), origin_(origin) {}
+    explicit Sax(TokenizerJson& out) : out_(out) {}
 
     std::string error;
 
@@ -170,7 +170,6 @@ private:
     }
 
     TokenizerJson& out_;
-    const std::string& origin_;
     std::vector<Json*> stack_;
     std::string key_;
     std::string model_key_;  // the key of the depth-1 container currently open
@@ -184,7 +183,7 @@ private:
 
 TokenizerJson parse_tokenizer_json(std::string_view text, const std::string& origin) {
     TokenizerJson out;
-    Sax sax(out, origin);
+    Sax sax(out);
     bool ok = false;
     try {
         ok = Json::sax_parse(text.begin(), text.end(), &sax, nlohmann::detail::input_format_t::json, true, false);
