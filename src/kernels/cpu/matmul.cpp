@@ -376,17 +376,22 @@ HWY_INLINE void run_tile(int64_t rows, int64_t cols, int64_t kc, const float* xp
     for (int64_t i = 0; i < rows; ++i) std::memcpy(y + i * ldy, tile + i * nr, cols * sizeof(float));
 }
 
-// Output columns [n_begin, n_end) for all M rows, given x packed into panels.
-void gemm_columns(const LinearArgs& a, const float* xpack /* (P, K, kMR) */, int64_t n_begin,
-                  int64_t n_end) {
+// Output columns [n_begin, n_end) of rows [m_begin, m_end) (m_begin a multiple of kMR), given
+// x packed into panels.
+void gemm_block(const LinearArgs& a, const float* xpack /* (P, K, kMR) */, int64_t m_begin,
+                int64_t m_end, int64_t n_begin, int64_t n_end) {
     const int64_t nr = static_cast<int64_t>(kNR);
     const int64_t mr = static_cast<int64_t>(kMR);
     // Equal K blocks (rounded to 8 for aligned panel offsets) so no block is a sliver.
     const int64_t k_blocks = (a.K + kKC - 1) / kKC;
     const int64_t kc_step = ((a.K + k_blocks - 1) / k_blocks + 7) / 8 * 8;
     float* wpack = scratch(1, static_cast<size_t>(kNC * kc_step));
-    for (int64_t n0 = n_begin; n0 < n_end; n0 += kNC) {
-        const int64_t nc = std::min(kNC, n_end - n0);
+    // Equal N blocks of at most kNC, in whole micro-panels: a short last block would reuse each
+    // x panel for only a few weight micro-panels.
+    const int64_t n_blocks = (n_end - n_begin + kNC - 1) / kNC;
+    const int64_t nc_step = ((n_end - n_begin + n_blocks - 1) / n_blocks + nr - 1) / nr * nr;
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += nc_step) {
+        const int64_t nc = std::min(nc_step, n_end - n0);
         for (int64_t k0 = 0; k0 < a.K; k0 += kc_step) {
             const int64_t kc = std::min(kc_step, a.K - k0);
             pack_w_block(a, n0, nc, k0, kc, wpack);
@@ -394,13 +399,13 @@ void gemm_columns(const LinearArgs& a, const float* xpack /* (P, K, kMR) */, int
             const bool load_c = !first || a.accumulate;
             const int64_t tiles = (nc + nr - 1) / nr;
             const int64_t panel_bytes = kc * mr * static_cast<int64_t>(sizeof(float));
-            for (int64_t m0 = 0; m0 < a.M; m0 += mr) {
-                const int64_t rows = std::min(mr, a.M - m0);
+            for (int64_t m0 = m_begin; m0 < m_end; m0 += mr) {
+                const int64_t rows = std::min(mr, m_end - m0);
                 const float* xp = xpack + (m0 / mr) * a.K * mr + k0 * mr;
                 // The next x panel comes from L3 or DRAM (x is 1.8-10 MiB packed for the prefill
                 // shapes): each tile of this panel prefetches its share of the next one, so the
                 // next panel's first FMAs do not wait on memory.
-                const char* next_xp = m0 + mr < a.M ? reinterpret_cast<const char*>(xp + a.K * mr) : nullptr;
+                const char* next_xp = m0 + mr < m_end ? reinterpret_cast<const char*>(xp + a.K * mr) : nullptr;
                 for (int64_t j = 0; j < nc; j += nr) {
                     const int64_t cols = std::min(nr, nc - j);
                     if (next_xp != nullptr) {
@@ -427,12 +432,21 @@ void linear_gemm(const LinearArgs& a) {
             pack_x_panel(a, p * mr, std::min(mr, a.M - p * mr), xpack + p * a.K * mr);
         }
     });
-    // Threads split N in whole micro-panels: each weight is read from memory by one thread only.
+    // Threads split N in whole micro-panels: each weight is read from memory and packed by one
+    // thread only. When N is too narrow for that (k/v projections: N = 128 is 4 micro-panels)
+    // they split M instead and each packs all of W, which is then small. Either way an output
+    // element is summed in the same order, so results do not depend on the split.
     const int64_t nr = static_cast<int64_t>(kNR);
     const int64_t units = (a.N + nr - 1) / nr;
-    parallel_for(units, [&](int64_t begin, int64_t end, int) {
-        gemm_columns(a, xpack, begin * nr, std::min(a.N, end * nr));
-    });
+    if (units >= 8 * num_threads() || panels < 2 * num_threads()) {
+        parallel_for(units, [&](int64_t begin, int64_t end, int) {
+            gemm_block(a, xpack, 0, a.M, begin * nr, std::min(a.N, end * nr));
+        });
+    } else {
+        parallel_for(panels, [&](int64_t begin, int64_t end, int) {
+            gemm_block(a, xpack, begin * mr, std::min(a.M, end * mr), 0, a.N);
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
