@@ -27,6 +27,10 @@ public:
         stop_workers();
         n_threads_ = std::max(1, n_threads);
         stopping_ = false;
+        // New workers start from generation 0 (seen = 0): reset the counter so they do not
+        // mistake the last finished job for a new one.
+        generation_ = 0;
+        job_ = nullptr;
         for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
     }
 
