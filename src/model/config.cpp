@@ -204,6 +204,20 @@ bool parse_layer_types(const json& j, ModelConfig& c, int64_t window) {
     return true;
 }
 
+bool parse_qwen_windows(const json& j, ModelConfig& c) {
+    const bool use_window = get_bool(j, "use_sliding_window").value_or(false);
+    if (!use_window) return false;  // layer_types, if written, then says full_attention everywhere
+    const int64_t window = get_int(j, "sliding_window").value_or(0);
+    ATTNLAB_CHECK(window > 0, FormatError, "[config] use_sliding_window needs a positive sliding_window, got {}",
+                  window);
+    if (parse_layer_types(j, c, window)) return true;
+    const int64_t first = get_int(j, "max_window_layers").value_or(c.n_layer);
+    ATTNLAB_CHECK(first >= 0 && first <= c.n_layer, FormatError,
+                  "[config] max_window_layers {} must be in [0, num_hidden_layers = {}]", first, c.n_layer);
+    for (int64_t l = first; l < c.n_layer; ++l) c.layer_window[l] = window;
+    return true;
+}
+
 ModelConfig parse_model_config(const std::string& json_text, const std::string& origin) {
     json j;
     try {

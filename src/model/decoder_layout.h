@@ -32,5 +32,8 @@ Tensor load_vector(const WeightStore& store, const std::string& name, int64_t n)
 // Fields shared by the llama family of configs; see config.cpp.
 void parse_decoder_common(const nlohmann::json& j, ModelConfig& c);
 bool parse_layer_types(const nlohmann::json& j, ModelConfig& c, int64_t window);
+// Qwen2/Qwen3: windows only when use_sliding_window, on layers >= max_window_layers (or as
+// layer_types says). Returns whether windows are in use.
+bool parse_qwen_windows(const nlohmann::json& j, ModelConfig& c);
 
 }  // namespace attnlab

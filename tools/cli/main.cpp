@@ -14,6 +14,20 @@ int main(int argc, char** argv) {
     std::vector<Command> commands = {add_generate(app), add_run(app),   add_tokenize(app),
                                      add_detokenize(app), add_inspect(app), add_bench(app),
                                      add_make_model(app)};
+    // CLI11 reports an unknown subcommand only as "a subcommand is required": name it instead.
+    if (argc > 1 && argv[1][0] != '-') {
+        std::string known;
+        bool found = false;
+        for (const Command& c : commands) {
+            found = found || c.app->get_name() == argv[1];
+            known += (known.empty() ? "" : ", ") + c.app->get_name();
+        }
+        if (!found) {
+            std::fprintf(stderr, "attnlab: error: unknown subcommand '%s' (expected one of: %s)\n", argv[1],
+                         known.c_str());
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
