@@ -65,6 +65,9 @@ public:
     static Tensor full(Shape shape, double value, DType dtype = DType::F32);
     static Tensor from_vector(const std::vector<float>& values, Shape shape);
     static Tensor from_ids(const std::vector<int32_t>& ids);  // (T) i32
+    // A non-owning view of memory the caller keeps alive (scratch buffers shown to hooks,
+    // kernel operands). Strides default to contiguous.
+    static Tensor wrap(void* data, DType dtype, Shape shape, Shape strides = {});
 
     bool defined() const { return storage_ != nullptr; }
     DType dtype() const { return dtype_; }

@@ -1,11 +1,16 @@
-// Attention for the model path: exact two-pass softmax per query row over the kept key range.
+// Attention for the model path: exact softmax over the kept key range of each query block.
 //
-// Each (head, query) row needs only its kept range [lo, hi] of keys (causal and window masks
-// are intervals), so sliding-window layers cost O(window), and nothing T×S is allocated
-// unless scores/pattern are requested. Work is split over heads × query rows.
+// Causal and window masks keep an interval [lo, hi] of keys per query, so a block of queries
+// needs only the union of its intervals: sliding-window layers cost O(window) and nothing T×S
+// is allocated unless scores/pattern are requested. Scores and P·V run through the matmul
+// kernel; work is split over heads × query blocks. (The programmable, flash-style operator
+// replaces this in the attention-operator issue.)
 #include <attnlab/attention.h>
 #include <attnlab/error.h>
+#include <attnlab/tensor.h>
 #include <attnlab/threads.h>
+
+#include "kernels/cpu/matmul.h"
 
 #include <algorithm>
 #include <cmath>
@@ -37,33 +42,10 @@ void validate(const AttentionInputs& in, const AttentionOutputs& out) {
                   "[attention] q, k, v and out are required");
 }
 
-// Scores of one query row against keys [lo, hi] -> row[0 .. hi-lo].
-// target_clones: the hot loops are compiled for AVX-512 and AVX2 and picked at load time.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void row_scores(const float* q, const float* k, int64_t k_stride, int64_t D, int64_t lo,
-                int64_t hi, float scale, float softcap, float* row) {
-    for (int64_t j = lo; j <= hi; ++j) {
-        const float* kj = k + j * k_stride;
-        float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t d = 0; d < D; ++d) acc += q[d] * kj[d];
-        float s = acc * scale;
-        if (softcap > 0.0f) s = softcap * std::tanh(s / softcap);
-        row[j - lo] = s;
-    }
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void row_weighted_sum(const float* p, const float* v, int64_t v_stride, int64_t Dv, int64_t lo,
-                      int64_t hi, float* out) {
-    for (int64_t d = 0; d < Dv; ++d) out[d] = 0.0f;
-    for (int64_t j = lo; j <= hi; ++j) {
-        const float w = p[j - lo];
-        const float* vj = v + j * v_stride;
-#pragma omp simd
-        for (int64_t d = 0; d < Dv; ++d) out[d] += w * vj[d];
-    }
-}
+// Rows per query block: enough rows that the score and P·V products run as small GEMMs at
+// a good fraction of the FMA peak, few enough that a block's scores (kQueryBlock × S floats)
+// stay in L2 for S of a few thousand.
+constexpr int64_t kQueryBlock = 32;
 
 }  // namespace
 
@@ -73,39 +55,69 @@ void attention(const AttentionSpec& spec, const AttentionInputs& in, const Atten
     const float softcap = static_cast<float>(spec.softcap);
     const int64_t group = in.H / in.Hkv;
     const float neg_inf = -std::numeric_limits<float>::infinity();
-    const int64_t rows = in.H * in.T;
-    parallel_for(rows, [&](int64_t begin, int64_t end, int) {
-        std::vector<float> row(static_cast<size_t>(std::max<int64_t>(in.S, 1)));
-        for (int64_t r = begin; r < end; ++r) {
-            const int64_t h = r / in.T, t = r % in.T, hk = h / group;
-            const int64_t pos = in.q_pos0 + t;
-            const KeyRange range = kept_keys(spec, pos, in.S);
-            float* o = out.out + t * out.out_stride + h * in.Dv;
-            float* scores_row = out.scores ? out.scores + (h * in.T + t) * in.S : nullptr;
-            float* pattern_row = out.pattern ? out.pattern + (h * in.T + t) * in.S : nullptr;
-            if (scores_row) std::fill(scores_row, scores_row + in.S, neg_inf);
-            if (pattern_row) std::fill(pattern_row, pattern_row + in.S, 0.0f);
-            if (range.lo > range.hi) {
-                std::fill(o, o + in.Dv, 0.0f);
-                if (out.lse) out.lse[t * in.H + h] = neg_inf;
+    const int64_t n_blocks = (in.T + kQueryBlock - 1) / kQueryBlock;
+    // Work items: (head, query block). Each computes S_blk = Q_blk·K[lo..hi]ᵀ and
+    // O_blk = P_blk·V[lo..hi] with the matmul kernel (serial inside this parallel loop), where
+    // [lo, hi] is the union of the block's kept key ranges (intervals, monotone in position).
+    parallel_for(in.H * n_blocks, [&](int64_t begin, int64_t end, int) {
+        std::vector<float> scores;  // (rows, n)
+        for (int64_t item = begin; item < end; ++item) {
+            const int64_t h = item / n_blocks, hk = h / group;
+            const int64_t t0 = (item % n_blocks) * kQueryBlock;
+            const int64_t rows = std::min(kQueryBlock, in.T - t0);
+            const KeyRange first = kept_keys(spec, in.q_pos0 + t0, in.S);
+            const KeyRange last = kept_keys(spec, in.q_pos0 + t0 + rows - 1, in.S);
+            const int64_t lo = std::max<int64_t>(0, first.lo), hi = std::min(in.S - 1, last.hi);
+            const int64_t n = std::max<int64_t>(0, hi - lo + 1);
+            if (n > 0) {
+                scores.resize(static_cast<size_t>(rows * n));
+                Tensor k_view = Tensor::wrap(const_cast<float*>(in.k + lo * in.k_stride + hk * in.D), DType::F32,
+                                             {n, in.D}, {in.k_stride, 1});  // (n, D)
+                cpu::linear(in.q + t0 * in.q_stride + h * in.D, in.q_stride, k_view, nullptr, scores.data(), n, rows);
+            }
+            for (int64_t r = 0; r < rows; ++r) {
+                const int64_t t = t0 + r;
+                const KeyRange range = kept_keys(spec, in.q_pos0 + t, in.S);
+                float* row = scores.data() + r * n;
+                float* scores_row = out.scores ? out.scores + (h * in.T + t) * in.S : nullptr;
+                float* pattern_row = out.pattern ? out.pattern + (h * in.T + t) * in.S : nullptr;
+                if (scores_row) std::fill(scores_row, scores_row + in.S, neg_inf);
+                if (pattern_row) std::fill(pattern_row, pattern_row + in.S, 0.0f);
+                const int64_t a = std::max(range.lo, lo) - lo, b = std::min(range.hi, hi) - lo;  // kept, in row
+                if (n == 0 || a > b) {
+                    if (n > 0) std::fill(row, row + n, 0.0f);
+                    if (out.lse) out.lse[t * in.H + h] = neg_inf;
+                    continue;
+                }
+                float max_score = neg_inf;
+                for (int64_t j = a; j <= b; ++j) {
+                    float v = row[j] * scale;
+                    if (softcap > 0.0f) v = softcap * std::tanh(v / softcap);
+                    row[j] = v;
+                    max_score = std::max(max_score, v);
+                }
+                if (scores_row) std::copy(row + a, row + b + 1, scores_row + lo + a);
+                double sum = 0.0;
+                for (int64_t j = a; j <= b; ++j) {
+                    row[j] = std::exp(row[j] - max_score);
+                    sum += row[j];
+                }
+                const float inv = static_cast<float>(1.0 / sum);
+                std::fill(row, row + a, 0.0f);
+                std::fill(row + b + 1, row + n, 0.0f);
+                for (int64_t j = a; j <= b; ++j) row[j] *= inv;
+                if (pattern_row) std::copy(row + a, row + b + 1, pattern_row + lo + a);
+                if (out.lse) out.lse[t * in.H + h] = max_score + static_cast<float>(std::log(sum));
+            }
+            float* o = out.out + t0 * out.out_stride + h * in.Dv;
+            if (n == 0) {
+                for (int64_t r = 0; r < rows; ++r) std::fill(o + r * out.out_stride, o + r * out.out_stride + in.Dv, 0.0f);
                 continue;
             }
-            const int64_t n = range.hi - range.lo + 1;
-            row_scores(in.q + t * in.q_stride + h * in.D, in.k + hk * in.D, in.k_stride, in.D,
-                       range.lo, range.hi, scale, softcap, row.data());
-            if (scores_row) std::copy(row.begin(), row.begin() + n, scores_row + range.lo);
-            float max_score = neg_inf;
-            for (int64_t j = 0; j < n; ++j) max_score = std::max(max_score, row[j]);
-            double sum = 0.0;
-            for (int64_t j = 0; j < n; ++j) {
-                row[j] = std::exp(row[j] - max_score);
-                sum += row[j];
-            }
-            const float inv = static_cast<float>(1.0 / sum);
-            for (int64_t j = 0; j < n; ++j) row[j] *= inv;
-            if (pattern_row) std::copy(row.begin(), row.begin() + n, pattern_row + range.lo);
-            row_weighted_sum(row.data(), in.v + hk * in.Dv, in.v_stride, in.Dv, range.lo, range.hi, o);
-            if (out.lse) out.lse[t * in.H + h] = max_score + static_cast<float>(std::log(sum));
+            // O (rows, Dv) = P (rows, n) · V[lo..hi] (n, Dv); V as the transposed (Dv, n) weight.
+            Tensor v_view = Tensor::wrap(const_cast<float*>(in.v + lo * in.v_stride + hk * in.Dv), DType::F32,
+                                         {in.Dv, n}, {1, in.v_stride});
+            cpu::linear(scores.data(), n, v_view, nullptr, o, out.out_stride, rows);
         }
     });
 }

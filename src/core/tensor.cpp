@@ -99,6 +99,35 @@ Tensor Tensor::from_ids(const std::vector<int32_t>& ids) {
     return t;
 }
 
+namespace {
+// Storage over memory owned by someone else; see Tensor::wrap.
+class BorrowedStorage : public Storage {
+public:
+    BorrowedStorage(std::byte* p, size_t n) : p_(p), n_(n) {}
+    std::byte* data() override { return p_; }
+    size_t size() const override { return n_; }
+    bool writable() const override { return true; }
+
+private:
+    std::byte* p_;
+    size_t n_;
+};
+}  // namespace
+
+Tensor Tensor::wrap(void* data, DType dtype, Shape shape, Shape strides) {
+    // The extent is what the largest index reaches, so strided views are covered too.
+    int64_t extent = 1;
+    for (size_t i = 0; i < shape.size(); ++i)
+        extent += (shape[i] - 1) * (strides.empty() ? 0 : strides[i]);
+    if (strides.empty()) {
+        extent = 1;
+        for (int64_t d : shape) extent *= d;
+    }
+    auto storage = std::make_shared<BorrowedStorage>(static_cast<std::byte*>(data),
+                                                     static_cast<size_t>(extent) * dtype_size(dtype));
+    return Tensor(std::move(storage), 0, dtype, std::move(shape), std::move(strides));
+}
+
 static int64_t normalise_dim(int64_t d, int64_t rank, const char* where) {
     int64_t nd = d < 0 ? d + rank : d;
     ATTNLAB_CHECK(nd >= 0 && nd < rank, InvalidArgument, "[{}] dimension {} out of range for rank {}",

@@ -22,6 +22,8 @@ public:
     ~ThreadPool() { stop_workers(); }
 
     int size() const { return n_threads_; }
+    // True on a thread that is running a job: nested parallel loops then run serially.
+    static bool inside_job() { return inside_job_; }
 
     void resize(int n_threads) {
         stop_workers();
@@ -136,7 +138,7 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& f
     grain = std::max<int64_t>(1, grain);
     int64_t max_chunks = (n + grain - 1) / grain;
     int threads = static_cast<int>(std::min<int64_t>(pool().size(), max_chunks));
-    if (threads <= 1) {
+    if (threads <= 1 || ThreadPool::inside_job()) {
         fn(0, n, 0);
         return;
     }

@@ -31,11 +31,7 @@ public:
     // Shows `data` as a tensor of `shape`; a hook may edit it in place or replace it.
     void offer(const std::string& name, float* data, Shape shape) {
         if (!wants(name)) return;
-        int64_t n = 1;
-        for (int64_t d : shape) n *= d;
-        auto storage = std::make_shared<BorrowedStorage>(reinterpret_cast<std::byte*>(data),
-                                                         static_cast<size_t>(n) * 4);
-        Tensor view(storage, 0, DType::F32, shape);
+        Tensor view = Tensor::wrap(data, DType::F32, shape);
         Tensor seen = view;
         hooks_->on(name, seen);
         if (seen.defined() && seen.raw() != view.raw()) {
@@ -54,18 +50,6 @@ public:
     }
 
 private:
-    // Non-owning storage over a scratch buffer, so hooks see zero-copy views.
-    class BorrowedStorage : public Storage {
-    public:
-        BorrowedStorage(std::byte* p, size_t n) : p_(p), n_(n) {}
-        std::byte* data() override { return p_; }
-        size_t size() const override { return n_; }
-        bool writable() const override { return true; }
-
-    private:
-        std::byte* p_;
-        size_t n_;
-    };
     Hooks* hooks_;
 };
 

@@ -115,5 +115,20 @@ TEST(Threads, ParallelForCoversRangeOnceAndPropagatesErrors) {
     EXPECT_THROW(set_num_threads(-1), InvalidArgument);
 }
 
+// A parallel loop inside a parallel loop runs serially on its thread and still covers its
+// whole range (it once ran only the first chunk).
+TEST(Threads, NestedParallelForCoversWholeRange) {
+    set_num_threads(2);
+    std::vector<std::atomic<int>> hits(40 * 37);
+    parallel_for(40, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i)
+            parallel_for(37, [&](int64_t b2, int64_t e2, int) {
+                for (int64_t j = b2; j < e2; ++j) hits[i * 37 + j]++;
+            });
+    });
+    for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+    set_num_threads(0);
+}
+
 }  // namespace
 }  // namespace attnlab
