@@ -11,6 +11,7 @@
 #include <attnlab/threads.h>
 
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/vec_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -42,10 +43,43 @@ void validate(const AttentionInputs& in, const AttentionOutputs& out) {
                   "[attention] q, k, v and out are required");
 }
 
-// Rows per query block: enough rows that the score and P·V products run as small GEMMs at
-// a good fraction of the FMA peak, few enough that a block's scores (kQueryBlock × S floats)
-// stay in L2 for S of a few thousand.
+// Query positions per block: with the GQA group stacked (e.g. 7 heads x 32 rows) the score and
+// P·V products are GEMMs of a few hundred rows, and a block's scores (group x 32 x S floats)
+// stay in L2 for S up to a few thousand.
 constexpr int64_t kQueryBlock = 32;
+
+// Row helpers of the softmax, vectorised (target_clones picks AVX-512 / AVX2 at load time).
+// x = softcap·tanh(scale·x / softcap) (or scale·x); returns max(x).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+float scale_and_max(float* x, int64_t n, float scale, float softcap) {
+    if (softcap > 0.0f) {
+        for (int64_t i = 0; i < n; ++i) x[i] = softcap * std::tanh(x[i] * scale / softcap);
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) x[i] *= scale;
+    }
+    float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+    return m;
+}
+
+// x = e^(x - shift); returns the sum (accumulated in double over float partial sums).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+double exp_shifted_sum(float* x, int64_t n, float shift) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) x[i] = cpu::exp_approx(x[i] - shift);
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += x[i];
+    return sum;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void scale_inplace(float* x, int64_t n, float s) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
 
 }  // namespace
 
@@ -56,68 +90,70 @@ void attention(const AttentionSpec& spec, const AttentionInputs& in, const Atten
     const int64_t group = in.H / in.Hkv;
     const float neg_inf = -std::numeric_limits<float>::infinity();
     const int64_t n_blocks = (in.T + kQueryBlock - 1) / kQueryBlock;
-    // Work items: (head, query block). Each computes S_blk = Q_blk·K[lo..hi]ᵀ and
-    // O_blk = P_blk·V[lo..hi] with the matmul kernel (serial inside this parallel loop), where
-    // [lo, hi] is the union of the block's kept key ranges (intervals, monotone in position).
-    parallel_for(in.H * n_blocks, [&](int64_t begin, int64_t end, int) {
-        std::vector<float> scores;  // (rows, n)
+    // Work items: (kv head, query block). The query rows of every head that reads this kv
+    // head are stacked into one matrix (group · rows, D), so K and V are packed once per item
+    // for all of them: S = Q·K[lo..hi]ᵀ and O = P·V[lo..hi] run through the matmul kernel
+    // (serially inside this parallel loop). [lo, hi] is the union of the block's kept key
+    // ranges: they are intervals, monotone in position.
+    parallel_for(in.Hkv * n_blocks, [&](int64_t begin, int64_t end, int) {
+        std::vector<float> q_rows, scores, o_rows;  // (group·rows, D), (group·rows, n), (group·rows, Dv)
         for (int64_t item = begin; item < end; ++item) {
-            const int64_t h = item / n_blocks, hk = h / group;
+            const int64_t hk = item / n_blocks;
             const int64_t t0 = (item % n_blocks) * kQueryBlock;
             const int64_t rows = std::min(kQueryBlock, in.T - t0);
+            const int64_t stacked = group * rows;  // row g·rows + r is head hk·group + g, query t0 + r
             const KeyRange first = kept_keys(spec, in.q_pos0 + t0, in.S);
             const KeyRange last = kept_keys(spec, in.q_pos0 + t0 + rows - 1, in.S);
             const int64_t lo = std::max<int64_t>(0, first.lo), hi = std::min(in.S - 1, last.hi);
             const int64_t n = std::max<int64_t>(0, hi - lo + 1);
             if (n > 0) {
-                scores.resize(static_cast<size_t>(rows * n));
+                q_rows.resize(static_cast<size_t>(stacked * in.D));
+                for (int64_t g = 0; g < group; ++g)
+                    for (int64_t r = 0; r < rows; ++r)
+                        std::copy_n(in.q + (t0 + r) * in.q_stride + (hk * group + g) * in.D, in.D,
+                                    q_rows.data() + (g * rows + r) * in.D);
+                scores.resize(static_cast<size_t>(stacked * n));
                 Tensor k_view = Tensor::wrap(const_cast<float*>(in.k + lo * in.k_stride + hk * in.D), DType::F32,
                                              {n, in.D}, {in.k_stride, 1});  // (n, D)
-                cpu::linear(in.q + t0 * in.q_stride + h * in.D, in.q_stride, k_view, nullptr, scores.data(), n, rows);
+                cpu::linear(q_rows.data(), in.D, k_view, nullptr, scores.data(), n, stacked);
             }
-            for (int64_t r = 0; r < rows; ++r) {
-                const int64_t t = t0 + r;
-                const KeyRange range = kept_keys(spec, in.q_pos0 + t, in.S);
-                float* row = scores.data() + r * n;
-                float* scores_row = out.scores ? out.scores + (h * in.T + t) * in.S : nullptr;
-                float* pattern_row = out.pattern ? out.pattern + (h * in.T + t) * in.S : nullptr;
-                if (scores_row) std::fill(scores_row, scores_row + in.S, neg_inf);
-                if (pattern_row) std::fill(pattern_row, pattern_row + in.S, 0.0f);
-                const int64_t a = std::max(range.lo, lo) - lo, b = std::min(range.hi, hi) - lo;  // kept, in row
-                if (n == 0 || a > b) {
-                    if (n > 0) std::fill(row, row + n, 0.0f);
-                    if (out.lse) out.lse[t * in.H + h] = neg_inf;
-                    continue;
+            for (int64_t g = 0; g < group; ++g) {
+                const int64_t h = hk * group + g;
+                for (int64_t r = 0; r < rows; ++r) {
+                    const int64_t t = t0 + r;
+                    const KeyRange range = kept_keys(spec, in.q_pos0 + t, in.S);
+                    float* row = scores.data() + (g * rows + r) * n;
+                    float* scores_row = out.scores ? out.scores + (h * in.T + t) * in.S : nullptr;
+                    float* pattern_row = out.pattern ? out.pattern + (h * in.T + t) * in.S : nullptr;
+                    if (scores_row) std::fill(scores_row, scores_row + in.S, neg_inf);
+                    if (pattern_row) std::fill(pattern_row, pattern_row + in.S, 0.0f);
+                    const int64_t a = std::max(range.lo, lo) - lo, b = std::min(range.hi, hi) - lo;  // kept, in row
+                    if (n == 0 || a > b) {
+                        if (n > 0) std::fill(row, row + n, 0.0f);
+                        if (out.lse) out.lse[t * in.H + h] = neg_inf;
+                        continue;
+                    }
+                    const float max_score = scale_and_max(row + a, b - a + 1, scale, softcap);
+                    if (scores_row) std::copy(row + a, row + b + 1, scores_row + lo + a);
+                    const double sum = exp_shifted_sum(row + a, b - a + 1, max_score);
+                    std::fill(row, row + a, 0.0f);
+                    std::fill(row + b + 1, row + n, 0.0f);
+                    scale_inplace(row + a, b - a + 1, static_cast<float>(1.0 / sum));
+                    if (pattern_row) std::copy(row + a, row + b + 1, pattern_row + lo + a);
+                    if (out.lse) out.lse[t * in.H + h] = max_score + static_cast<float>(std::log(sum));
                 }
-                float max_score = neg_inf;
-                for (int64_t j = a; j <= b; ++j) {
-                    float v = row[j] * scale;
-                    if (softcap > 0.0f) v = softcap * std::tanh(v / softcap);
-                    row[j] = v;
-                    max_score = std::max(max_score, v);
-                }
-                if (scores_row) std::copy(row + a, row + b + 1, scores_row + lo + a);
-                double sum = 0.0;
-                for (int64_t j = a; j <= b; ++j) {
-                    row[j] = std::exp(row[j] - max_score);
-                    sum += row[j];
-                }
-                const float inv = static_cast<float>(1.0 / sum);
-                std::fill(row, row + a, 0.0f);
-                std::fill(row + b + 1, row + n, 0.0f);
-                for (int64_t j = a; j <= b; ++j) row[j] *= inv;
-                if (pattern_row) std::copy(row + a, row + b + 1, pattern_row + lo + a);
-                if (out.lse) out.lse[t * in.H + h] = max_score + static_cast<float>(std::log(sum));
             }
-            float* o = out.out + t0 * out.out_stride + h * in.Dv;
-            if (n == 0) {
-                for (int64_t r = 0; r < rows; ++r) std::fill(o + r * out.out_stride, o + r * out.out_stride + in.Dv, 0.0f);
-                continue;
+            o_rows.assign(static_cast<size_t>(stacked * in.Dv), 0.0f);
+            if (n > 0) {
+                // O (stacked, Dv) = P (stacked, n) · V[lo..hi] (n, Dv); V as the transposed (Dv, n) weight.
+                Tensor v_view = Tensor::wrap(const_cast<float*>(in.v + lo * in.v_stride + hk * in.Dv), DType::F32,
+                                             {in.Dv, n}, {1, in.v_stride});
+                cpu::linear(scores.data(), n, v_view, nullptr, o_rows.data(), in.Dv, stacked);
             }
-            // O (rows, Dv) = P (rows, n) · V[lo..hi] (n, Dv); V as the transposed (Dv, n) weight.
-            Tensor v_view = Tensor::wrap(const_cast<float*>(in.v + lo * in.v_stride + hk * in.Dv), DType::F32,
-                                         {in.Dv, n}, {1, in.v_stride});
-            cpu::linear(scores.data(), n, v_view, nullptr, o, out.out_stride, rows);
+            for (int64_t g = 0; g < group; ++g)
+                for (int64_t r = 0; r < rows; ++r)
+                    std::copy_n(o_rows.data() + (g * rows + r) * in.Dv, in.Dv,
+                                out.out + (t0 + r) * out.out_stride + (hk * group + g) * in.Dv);
         }
     });
 }

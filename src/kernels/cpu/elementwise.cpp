@@ -1,4 +1,5 @@
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/vec_math.h"
 
 #include <attnlab/threads.h>
 
@@ -57,24 +58,43 @@ void rope_rotate_half(float* x, int64_t ldx, int64_t T, int64_t heads, int64_t D
 
 static inline float apply_activation(Activation act, float g) {
     switch (act) {
-        case Activation::SiLU: return g / (1.0f + std::exp(-g));
+        case Activation::SiLU: return g / (1.0f + exp_approx(-g));
         case Activation::GELU: return 0.5f * g * (1.0f + std::erf(g * 0.70710678118654752f));
         case Activation::GELUTanh: {
+            // tanh(y) = 1 - 2 / (e^{2y} + 1), so the loop vectorises with exp_approx.
             const float k = 0.7978845608028654f;  // sqrt(2/pi)
-            return 0.5f * g * (1.0f + std::tanh(k * (g + 0.044715f * g * g * g)));
+            const float y = k * (g + 0.044715f * g * g * g);
+            return 0.5f * g * (2.0f - 2.0f / (exp_approx(2.0f * y) + 1.0f));
         }
         case Activation::ReLU: return g > 0.0f ? g : 0.0f;
     }
     return g;
 }
 
+inline float silu(float g) { return g / (1.0f + exp_approx(-g)); }
+inline float gelu_tanh(float g) { return apply_activation(Activation::GELUTanh, g); }
+
+// One activation over a range: one loop per activation, so each vectorises.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void activate_range(Activation act, float* gate, const float* up, int64_t begin, int64_t end) {
+    if (act == Activation::SiLU) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) gate[i] = silu(gate[i]);
+    } else if (act == Activation::GELUTanh) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) gate[i] = gelu_tanh(gate[i]);
+    } else {
+        for (int64_t i = begin; i < end; ++i) gate[i] = apply_activation(act, gate[i]);
+    }
+    if (up) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) gate[i] *= up[i];
+    }
+}
+
 void activate(Activation act, float* gate, const float* up, int64_t count) {
-    parallel_for(count, [&](int64_t begin, int64_t end, int) {
-        for (int64_t i = begin; i < end; ++i) {
-            float a = apply_activation(act, gate[i]);
-            gate[i] = up ? a * up[i] : a;
-        }
-    }, 4096);
+    parallel_for(count, [&](int64_t begin, int64_t end, int) { activate_range(act, gate, up, begin, end); },
+                 4096);
 }
 
 void add_inplace(float* x, const float* y, int64_t count) {
