@@ -111,6 +111,11 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 constexpr size_t kLanes = hn::MaxLanes(DF());
 
+// Complete unrolling of the micro-kernel's register loops. GCC otherwise unrolls the epilogue
+// late, after it has decided to keep `acc` in a stack array, and the 28 accumulators then go
+// through memory around the FMA loop.
+#define ATTNLAB_UNROLL_ALL _Pragma("GCC unroll 64")
+
 // Micro-kernel shape: kMR rows of x (broadcast operands) times kNV vectors of N (kNR columns).
 // Accumulators use kMR * kNV registers; one register holds the broadcast and kNV hold the
 // weight row, so the tile must fit the register file with 2-3 to spare:
@@ -170,20 +175,6 @@ HWY_INLINE const void* weight_at(const LinearArgs& a, int64_t index) {
 
 // ---------------------------------------------------------------------------------------------
 // GEMM (prefill).
-
-// Packs rows [m0, m0 + rows) of x into a panel laid out (K, kMR): the micro-kernel then reads
-// the kMR broadcasts of one k from one cache line instead of kMR rows ldx apart.
-void pack_x_panel(const LinearArgs& a, int64_t m0, int64_t rows, float* HWY_RESTRICT dst /* (K, kMR) */) {
-    // Blocks of 64 k keep the kMR source rows' lines in L1 while the panel is written.
-    constexpr int64_t kBlock = 64;
-    for (int64_t k0 = 0; k0 < a.K; k0 += kBlock) {
-        int64_t k1 = std::min(a.K, k0 + kBlock);
-        for (int64_t i = 0; i < rows; ++i) {
-            const float* src = a.x + (m0 + i) * a.ldx;
-            for (int64_t k = k0; k < k1; ++k) dst[k * kMR + i] = src[k];
-        }
-    }
-}
 
 // Asks for the cache lines of `bytes` bytes at p (weights about to be packed).
 HWY_INLINE void prefetch_bytes(const void* p, int64_t bytes) {
@@ -250,6 +241,36 @@ HWY_INLINE int64_t pack_rows_transposed(const LinearArgs& a, int64_t n, int64_t 
 }
 #endif
 
+// Packs rows [m0, m0 + rows) of x into a panel laid out (K, kMR): the micro-kernel then reads
+// the kMR broadcasts of one k from one cache line instead of kMR rows ldx apart.
+void pack_x_panel(const LinearArgs& a, int64_t m0, int64_t rows, float* HWY_RESTRICT dst /* (K, kMR) */) {
+    int64_t k_done = 0;
+#if HWY_TARGET <= HWY_AVX3
+    // 16 k at a time through the register transpose: 16 row loads, 64 shuffles and kMR-lane
+    // masked stores per 16 x 16 block, instead of one scalar store per element (the scalar
+    // pack cost ~4% of a prefill, three times per layer for q, k and v).
+    static_assert(kMR <= 16, "one transpose covers the panel's rows");
+    const __mmask16 lanes = static_cast<__mmask16>((1u << kMR) - 1);
+    for (; k_done + 16 <= a.K; k_done += 16) {
+        __m512 r[16];
+        for (int64_t i = 0; i < 16; ++i) {
+            r[i] = i < rows ? _mm512_loadu_ps(a.x + (m0 + i) * a.ldx + k_done) : _mm512_setzero_ps();
+        }
+        transpose16x16(r);
+        for (int64_t i = 0; i < 16; ++i) _mm512_mask_storeu_ps(dst + (k_done + i) * kMR, lanes, r[i]);
+    }
+#endif
+    // Scalar: blocks of 64 k keep the kMR source rows' lines in L1 while the panel is written.
+    constexpr int64_t kBlock = 64;
+    for (int64_t k0 = k_done; k0 < a.K; k0 += kBlock) {
+        int64_t k1 = std::min(a.K, k0 + kBlock);
+        for (int64_t i = 0; i < rows; ++i) {
+            const float* src = a.x + (m0 + i) * a.ldx;
+            for (int64_t k = k0; k < k1; ++k) dst[k * kMR + i] = src[k];
+        }
+    }
+}
+
 // Packs W[n0 : n0 + nc, k0 : k0 + kc] widened to f32 as ceil(nc / kNR) micro-panels, each laid
 // out (kc, kNR); columns past N are zero.
 void pack_w_block(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int64_t kc,
@@ -301,68 +322,83 @@ void pack_w_block(const LinearArgs& a, int64_t n0, int64_t nc, int64_t k0, int64
     }
 }
 
-// y tile (R, kNR) = xp · wp over kc steps [+ y (if load_c)] [+ bias].
+// y tile (R, kNR) = xp · wp over kc steps [+ y (if kLoadC)] [+ bias (if kBias)].
 // Full tiles only: partial column tiles go through a bounce buffer in the caller. The y tile
 // is prefetched first and read only after the FMA loop, so its cache misses (y is 2-10 MiB for
-// the prefill shapes, beyond L2) overlap with the ~kc x 14 cycles of arithmetic.
-template <size_t R>
+// the prefill shapes, beyond L2) overlap with the ~kc x 14 cycles of arithmetic. kLoadC and
+// kBias are template parameters so that the epilogue is straight-line code: with run-time
+// flags GCC kept the 28 accumulators in a stack array around the branches (28 stores and 28
+// reloads per call).
+template <size_t R, bool kLoadC, bool kBias>
 HWY_NOINLINE void micro_kernel(int64_t kc, const float* HWY_RESTRICT xp /* (kc, kMR) */,
                                const float* HWY_RESTRICT wp /* (kc, kNR) */,
                                float* HWY_RESTRICT y /* (R, kNR), row stride ldy */, int64_t ldy,
-                               const float* HWY_RESTRICT bias /* (kNR) or nullptr */, bool load_c) {
+                               const float* HWY_RESTRICT bias /* (kNR) or nullptr */) {
     const DF d;
+    ATTNLAB_UNROLL_ALL
     for (size_t i = 0; i < R; ++i) {
+        ATTNLAB_UNROLL_ALL
         for (size_t j = 0; j < kNR * sizeof(float); j += 64) hwy::Prefetch(reinterpret_cast<const char*>(y + i * ldy) + j);
     }
     VF acc[R][kNV];
+    ATTNLAB_UNROLL_ALL
     for (size_t i = 0; i < R; ++i) {
+        ATTNLAB_UNROLL_ALL
         for (size_t j = 0; j < kNV; ++j) acc[i][j] = hn::Zero(d);
     }
     for (int64_t k = 0; k < kc; ++k) {
         const float* wk = wp + k * static_cast<int64_t>(kNR);
         const float* xk = xp + k * static_cast<int64_t>(kMR);
         VF w[kNV];
+        ATTNLAB_UNROLL_ALL
         for (size_t j = 0; j < kNV; ++j) w[j] = hn::Load(d, wk + j * kLanes);
+        ATTNLAB_UNROLL_ALL
         for (size_t i = 0; i < R; ++i) {
             const VF xi = hn::Set(d, xk[i]);
+            ATTNLAB_UNROLL_ALL
             for (size_t j = 0; j < kNV; ++j) acc[i][j] = hn::MulAdd(xi, w[j], acc[i][j]);
         }
     }
-    if (load_c) {
-        for (size_t i = 0; i < R; ++i) {
-            for (size_t j = 0; j < kNV; ++j) acc[i][j] = hn::Add(acc[i][j], hn::LoadU(d, y + i * ldy + j * kLanes));
-        }
+    VF b[kNV];
+    if constexpr (kBias) {
+        ATTNLAB_UNROLL_ALL
+        for (size_t j = 0; j < kNV; ++j) b[j] = hn::LoadU(d, bias + j * kLanes);
     }
-    if (bias != nullptr) {
-        for (size_t j = 0; j < kNV; ++j) {
-            const VF b = hn::LoadU(d, bias + j * kLanes);
-            for (size_t i = 0; i < R; ++i) acc[i][j] = hn::Add(acc[i][j], b);
-        }
-    }
+    ATTNLAB_UNROLL_ALL
     for (size_t i = 0; i < R; ++i) {
-        for (size_t j = 0; j < kNV; ++j) hn::StoreU(acc[i][j], d, y + i * ldy + j * kLanes);
+        ATTNLAB_UNROLL_ALL
+        for (size_t j = 0; j < kNV; ++j) {
+            VF v = acc[i][j];
+            if constexpr (kLoadC) v = hn::Add(v, hn::LoadU(d, y + i * ldy + j * kLanes));
+            if constexpr (kBias) v = hn::Add(v, b[j]);
+            hn::StoreU(v, d, y + i * ldy + j * kLanes);
+        }
     }
 }
 
-using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, const float*,
-                             bool);
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t, const float*);
 
-template <size_t... I>
+template <bool kLoadC, bool kBias, size_t... I>
 constexpr std::array<MicroKernel, sizeof...(I)> make_kernels(std::index_sequence<I...>) {
-    return {&micro_kernel<I + 1>...};
+    return {&micro_kernel<I + 1, kLoadC, kBias>...};
 }
 
-// kKernels[r - 1] handles an x panel of r rows (the last panel of M may be short).
-constexpr auto kKernels = make_kernels(std::make_index_sequence<kMR>());
+// kKernels[load_c][bias][r - 1] handles an x panel of r rows (the last panel of M may be short).
+constexpr std::array<MicroKernel, kMR> kKernels[2][2] = {
+    {make_kernels<false, false>(std::make_index_sequence<kMR>()),
+     make_kernels<false, true>(std::make_index_sequence<kMR>())},
+    {make_kernels<true, false>(std::make_index_sequence<kMR>()),
+     make_kernels<true, true>(std::make_index_sequence<kMR>())},
+};
 
 // One (rows, cols) output tile; cols < kNR goes through a bounce buffer so that the
 // micro-kernel only ever touches full vectors and never reads or writes past N.
 HWY_INLINE void run_tile(int64_t rows, int64_t cols, int64_t kc, const float* xp, const float* wp,
                          float* y /* (rows, cols), row stride ldy */, int64_t ldy,
                          const float* bias /* (cols) or nullptr */, bool load_c) {
-    MicroKernel kernel = kKernels[rows - 1];
+    MicroKernel kernel = kKernels[load_c][bias != nullptr][rows - 1];
     if (cols == static_cast<int64_t>(kNR)) {
-        kernel(kc, xp, wp, y, ldy, bias, load_c);
+        kernel(kc, xp, wp, y, ldy, bias);
         return;
     }
     HWY_ALIGN float tile[kMR * kNR] = {};
@@ -372,7 +408,7 @@ HWY_INLINE void run_tile(int64_t rows, int64_t cols, int64_t kc, const float* xp
         for (int64_t i = 0; i < rows; ++i) std::memcpy(tile + i * nr, y + i * ldy, cols * sizeof(float));
     }
     if (bias != nullptr) std::memcpy(tile_bias, bias, cols * sizeof(float));
-    kernel(kc, xp, wp, tile, nr, bias != nullptr ? tile_bias : nullptr, load_c);
+    kernel(kc, xp, wp, tile, nr, bias != nullptr ? tile_bias : nullptr);
     for (int64_t i = 0; i < rows; ++i) std::memcpy(y + i * ldy, tile + i * nr, cols * sizeof(float));
 }
 
