@@ -44,7 +44,8 @@ Command add_generate(CLI::App& root) {
         const Tokenizer* tok = model->tokenizer();
         std::unique_ptr<DetokenizeStream> stream;
         if (tok && !o->json) {
-            stream = std::make_unique<DetokenizeStream>(*tok);
+            // The console shows text, not control tokens such as </s> (--json keeps every id).
+            stream = std::make_unique<DetokenizeStream>(*tok, /*skip_special_tokens=*/true);
             if (!o->prompt.has_ids()) std::fputs(o->prompt.text.c_str(), stdout);
             g.on_token = [&](int32_t id) {
                 std::string piece = stream->push(id);
