@@ -11,6 +11,7 @@
 #include <attnlab/tokenizer.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -109,6 +110,8 @@ public:
     const std::string& directory() const { return dir_; }
     const Tokenizer* tokenizer() const { return tokenizer_.get(); }
     int64_t parameter_count() const;
+    // Parameters per stored dtype ("bf16" -> n, ...), as the checkpoint holds them.
+    std::map<std::string, int64_t> parameters_by_dtype() const;
     size_t weight_bytes() const;
 
     // Runs `ids` at positions cache.n_past() ... and appends them to the cache.

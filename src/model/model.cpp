@@ -87,6 +87,12 @@ int64_t Model::parameter_count() const {
     return n;
 }
 
+std::map<std::string, int64_t> Model::parameters_by_dtype() const {
+    std::map<std::string, int64_t> counts;
+    for (const auto& [_, t] : weights_->store.tensors()) counts[std::string(dtype_name(t.dtype()))] += t.numel();
+    return counts;
+}
+
 size_t Model::weight_bytes() const { return weights_->store.total_bytes(); }
 
 void KVCache::truncate(int64_t n) {

@@ -1,8 +1,6 @@
 // attnlab inspect: what a checkpoint is and what running it costs.
 #include "cli_common.h"
 
-#include <attnlab/safetensors.h>
-
 #include <cstdio>
 #include <map>
 
@@ -25,11 +23,8 @@ Command add_inspect(CLI::App& root) {
     return {app, [o] {
         auto model = o->load();
         const ModelConfig& c = model->config();
-        std::map<std::string, int64_t> dtype_params;
-        WeightStore store = WeightStore::open_directory(model->directory());
-        for (const auto& [name, t] : store.tensors()) dtype_params[std::string(dtype_name(t.dtype()))] += t.numel();
         std::string dtypes;
-        for (const auto& [d, n] : dtype_params) dtypes += fmt::format("{}{} ({} params)", dtypes.empty() ? "" : ", ", d, n);
+        for (const auto& [d, n] : model->parameters_by_dtype()) dtypes += fmt::format("{}{} ({} params)", dtypes.empty() ? "" : ", ", d, n);
         std::string windows;
         int64_t sliding = 0;
         for (int64_t w : c.layer_window) sliding += w > 0;
