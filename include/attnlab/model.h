@@ -6,6 +6,7 @@
 // Model::forward runs T tokens for one sequence on top of a KVCache, exposing every hook point.
 #pragma once
 
+#include <attnlab/attention.h>
 #include <attnlab/hooks.h>
 #include <attnlab/tensor.h>
 #include <attnlab/tokenizer.h>
@@ -16,6 +17,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace attnlab {
@@ -98,6 +100,25 @@ struct ForwardOptions {
     bool all_logits = false;  // false: logits of the last position only (T=1 row)
 };
 
+// Re-assigns the attention of some layers (and optionally some heads) to a spec: LayerBoost /
+// hybrid / Flux-style static routing. Later assignments win where they overlap. In `spec`, the
+// name `native` stands for the layer's own spec (e.g. "native+temperature(t=2)").
+struct AttentionAssignment {
+    int64_t layer_begin = 0, layer_end = -1;  // [begin, end); -1 = to the last layer
+    int64_t head_begin = 0, head_end = -1;    // [begin, end); -1 = to the last head
+    std::string spec;
+};
+// "0-3:SPEC;4-:SPEC" — layer ranges (a, a-b inclusive, a-, comma lists) and their specs.
+std::vector<AttentionAssignment> parse_attention_layers(std::string_view text);
+// "LAYERS:HEADS:SPEC;..." — e.g. "2:0-3:causal+window(size=64)".
+std::vector<AttentionAssignment> parse_attention_heads(std::string_view text);
+
+// The heads [head_begin, head_end) of a layer that run one spec.
+struct HeadRun {
+    int64_t head_begin = 0, head_end = 0;
+    AttentionSpec spec;
+};
+
 struct ModelWeights;  // private: src/model/weights.h
 
 class Model {
@@ -121,12 +142,22 @@ public:
 
     KVCache new_cache() const { return KVCache(); }
 
+    // The spec a layer runs as its config defines it: causal, plus the layer's sliding window,
+    // Gemma-2's softcap and the model's score scale.
+    AttentionSpec native_attention(int64_t layer) const;
+    // Replaces the current plan by native attention overridden by `assignments` (validated
+    // against the model's layer and head counts; throws InvalidArgument).
+    void set_attention(const std::vector<AttentionAssignment>& assignments);
+    // What layer l runs now: runs of heads covering 0 .. H-1.
+    const std::vector<HeadRun>& layer_attention(int64_t layer) const { return attention_plan_.at(layer); }
+
 private:
     Model();
     std::string dir_;
     ModelConfig config_;
     std::unique_ptr<ModelWeights> weights_;
     std::unique_ptr<Tokenizer> tokenizer_;
+    std::vector<std::vector<HeadRun>> attention_plan_;  // per layer
     friend struct ModelLoader;
 };
 

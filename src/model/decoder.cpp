@@ -210,13 +210,6 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         std::memcpy(k_cache + pos0 * Hkv * D, k_new, static_cast<size_t>(T * Hkv * D) * 4);
         std::memcpy(v_cache + pos0 * Hkv * D, v_new, static_cast<size_t>(T * Hkv * D) * 4);
 
-        AttentionSpec spec;
-        spec.scale = c.attn_scale;
-        if (c.scale_attn_by_inverse_layer_idx)
-            spec.scale = (c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(D))) / double(l + 1);
-        spec.causal = true;
-        spec.window = window;
-        spec.softcap = c.attn_softcap;
         AttentionInputs in;
         in.q = q.data();
         in.k = k_cache;
@@ -239,7 +232,11 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         if (want_scores) out.scores = (scores.resize(static_cast<size_t>(H * T * total)), scores.data());
         if (want_pattern) out.pattern = (pattern.resize(static_cast<size_t>(H * T * total)), pattern.data());
         if (want_lse) out.lse = (lse.resize(static_cast<size_t>(T * H)), lse.data());
-        attention(spec, in, out);
+        for (const HeadRun& run : layer_attention(l)) {  // one call per run of heads sharing a spec
+            in.head_begin = run.head_begin;
+            in.head_end = run.head_end;
+            attention(run.spec, in, out);
+        }
         if (want_scores) hooks.offer_layer(l, "attn.hook_attn_scores", scores.data(), {H, T, total});
         if (want_pattern) hooks.offer_layer(l, "attn.hook_pattern", pattern.data(), {H, T, total});
         if (want_lse) hooks.offer_layer(l, "attn.hook_lse", lse.data(), {T, H});

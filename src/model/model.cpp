@@ -62,6 +62,7 @@ struct ModelLoader {
         const fs::path tok_path = fs::path(dir) / "tokenizer.json";
         if (fs::exists(tok_path))
             model->tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_file(tok_path.string()));
+        model->set_attention({});
         return model;
     }
 };

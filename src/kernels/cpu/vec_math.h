@@ -34,4 +34,20 @@ inline float exp_approx(float x) {
     return x < -87.3f ? 0.0f : (x > 88.7f ? __builtin_inff() : result);
 }
 
+// tanh(x) for finite x, vectorisable, relative error ~1e-7: an odd Taylor polynomial near 0
+// (where 1 - 2/(e^{2x}+1) would cancel) and the exponential form elsewhere.
+inline float tanh_approx(float x) {
+    const float a = x < 0 ? -x : x;
+    const float a2 = a * a;
+    // |a| < 0.3: a - a³/3 + 2a⁵/15 - 17a⁷/315 + 62a⁹/2835 (next term < 2e-8 relative)
+    float poly = 62.0f / 2835.0f;
+    poly = poly * a2 - 17.0f / 315.0f;
+    poly = poly * a2 + 2.0f / 15.0f;
+    poly = poly * a2 - 1.0f / 3.0f;
+    poly = a + a * a2 * poly;
+    const float far = 1.0f - 2.0f / (exp_approx(2.0f * a) + 1.0f);
+    const float t = a < 0.3f ? poly : far;
+    return x < 0 ? -t : t;
+}
+
 }  // namespace attnlab::cpu
