@@ -148,6 +148,16 @@ struct AttentionOutputs {
 // Throws InvalidArgument for inconsistent shapes or inputs a mechanism needs.
 void attention(const AttentionSpec& spec, const AttentionInputs& in, const AttentionOutputs& out);
 
+// What attention() does for a call, counted over the tiles it visits (nothing is computed):
+// FLOPs of the tiles it keeps (2·rows·keys·(D+Dv) each), of the dense problem
+// (2·B·H·T·S·(D+Dv)), and the K/V bytes it reads. For benchmarks and sparse-cost checks.
+struct AttentionWork {
+    double flops = 0, dense_flops = 0, kv_bytes = 0;
+    int64_t tiles = 0, kept_tiles = 0, partial_tiles = 0;
+    double kept_fraction() const { return dense_flops > 0 ? flops / dense_flops : 0.0; }
+};
+AttentionWork attention_work(const AttentionSpec& spec, const AttentionInputs& in);
+
 // The same computation in float64, one row at a time from the mechanisms' definitions: the
 // oracle for tests (O(T·S) time per head, no tiling).
 void attention_reference(const AttentionSpec& spec, const AttentionInputs& in,

@@ -67,4 +67,14 @@ void attention(const AttentionSpec& spec, const AttentionInputs& in, const Atten
     detail::attention_tiled_cpu(call);
 }
 
+AttentionWork attention_work(const AttentionSpec& spec, const AttentionInputs& in) {
+    AttentionOutputs none;
+    std::vector<float> dummy(1);
+    none.out = dummy.data();
+    none.out_stride = in.H * in.Dv;
+    none.out_batch_stride = in.T * none.out_stride;
+    const detail::AttentionCall call(spec, in, none);
+    return detail::attention_tiled_cpu_work(call);
+}
+
 }  // namespace attnlab

@@ -35,5 +35,6 @@ struct AttentionCall {
 
 // The tiled CPU implementation (families/softmax_tiled.cpp).
 void attention_tiled_cpu(const AttentionCall& call);
+AttentionWork attention_tiled_cpu_work(const AttentionCall& call);
 
 }  // namespace attnlab::detail

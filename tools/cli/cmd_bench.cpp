@@ -1,4 +1,5 @@
-// attnlab bench: llama-bench-style prompt processing (ppN) and generation (tgN) throughput.
+// attnlab bench: llama-bench-style prompt processing (ppN) and generation (tgN) throughput;
+// `attnlab bench attention` (cmd_bench_attention.cpp) times the attention operator alone.
 //
 // Each test runs once to warm up, then -r times; rows give mean ± sample stddev of tokens/s.
 // Token ids are deterministic pseudo-random (tokenisation and sampling are excluded).
@@ -61,12 +62,16 @@ Command add_bench(CLI::App& root) {
     };
     auto o = std::make_shared<Options>();
     CLI::App* app = root.add_subcommand("bench", "Prompt-processing and generation throughput (llama-bench style)");
-    o->model.add_to(*app);
+    o->model.add_to(*app, /*model_required=*/false);
+    std::function<int()> run_attention = add_bench_attention(*app);
+    CLI::App* attention_app = app->get_subcommand("attention");
     app->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (0 = skip)")->check(CLI::NonNegativeNumber);
     app->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0 = skip)")->check(CLI::NonNegativeNumber);
     app->add_option("-r,--repetitions", o->repetitions, "Repetitions per test")->check(CLI::PositiveNumber);
     app->add_flag("--json", o->json, "Print the rows as JSON");
-    return {app, [o] {
+    return {app, [o, run_attention, attention_app] {
+        if (attention_app->parsed()) return run_attention();
+        ATTNLAB_CHECK(!o->model.model_dir.empty(), InvalidArgument, "[bench] -m/--model is required");
         auto model = o->model.load();
         const ModelConfig& c = model->config();
         ATTNLAB_CHECK(o->n_prompt + o->n_gen <= c.max_position_embeddings, InvalidArgument,

@@ -583,6 +583,36 @@ void linear_gemv(const LinearArgs& a) {
     }, grain);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Pre-packed weights: callers that multiply many x blocks by the same W (attention's K and V
+// tiles, one per query block) pack W once with pack_panels and call gemm_packed per block.
+
+int64_t panel_width() { return static_cast<int64_t>(kNR); }
+
+void pack_panels(const LinearArgs& a, float* dst) {
+    // One K block covering all of K: the panels are (K, kNR) each.
+    pack_w_block(a, 0, a.N, 0, a.K, dst);
+}
+
+void gemm_packed(const LinearArgs& a, const float* panels, int64_t panel_stride, int64_t k_offset) {
+    const int64_t mr = static_cast<int64_t>(kMR), nr = static_cast<int64_t>(kNR);
+    const int64_t n_panels = (a.M + mr - 1) / mr;
+    float* xpack = scratch(0, static_cast<size_t>(n_panels * a.K * mr));
+    for (int64_t p = 0; p < n_panels; ++p) pack_x_panel(a, p * mr, std::min(mr, a.M - p * mr), xpack + p * a.K * mr);
+    for (int64_t k0 = 0; k0 < a.K; k0 += kKC) {
+        const int64_t kc = std::min(kKC, a.K - k0);
+        const bool load_c = k0 > 0 || a.accumulate;
+        for (int64_t p = 0; p < n_panels; ++p) {
+            const int64_t m0 = p * mr, rows = std::min(mr, a.M - m0);
+            const float* xp = xpack + p * a.K * mr + k0 * mr;
+            for (int64_t j = 0; j < a.N; j += nr) {
+                const float* wp = panels + (j / nr) * panel_stride + (k_offset + k0) * nr;
+                run_tile(rows, std::min(nr, a.N - j), kc, xp, wp, a.y + m0 * a.ldy + j, a.ldy, nullptr, load_c);
+            }
+        }
+    }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace attnlab::cpu::detail
 HWY_AFTER_NAMESPACE();
@@ -595,6 +625,9 @@ namespace detail {
 
 HWY_EXPORT(linear_gemm);
 HWY_EXPORT(linear_gemv);
+HWY_EXPORT(panel_width);
+HWY_EXPORT(pack_panels);
+HWY_EXPORT(gemm_packed);
 
 // Validates the call and describes the weight layout; throws InvalidArgument on bad input.
 LinearArgs make_args(const char* where, const float* x, int64_t ldx, const Tensor& weight,
@@ -691,6 +724,43 @@ void linear_reference(const float* x, int64_t ldx, const Tensor& weight, const f
             *out = a.accumulate ? static_cast<float>(*out + sum) : static_cast<float>(sum);
         }
     }
+}
+
+int64_t packed_panel_width() { return HWY_DYNAMIC_DISPATCH(detail::panel_width)(); }
+
+int64_t packed_size(const Tensor& weight) {
+    const int64_t w = packed_panel_width();
+    return (weight.size(0) + w - 1) / w * w * weight.size(1);
+}
+
+void pack_weight_panels(const Tensor& weight, float* dst) {
+    const detail::LinearArgs a = detail::make_args("pack_weight_panels", nullptr, weight.size(1), weight, nullptr,
+                                                   nullptr, weight.size(0), 0, false);
+    if (a.N == 0 || a.K == 0) return;
+    HWY_DYNAMIC_DISPATCH(detail::pack_panels)(a, dst);
+}
+
+void linear_packed(const float* x, int64_t ldx, const float* panels, int64_t panel_stride, int64_t k_offset,
+                   int64_t N, int64_t K, float* y, int64_t ldy, int64_t M, bool accumulate) {
+    ATTNLAB_CHECK(M >= 0 && N >= 0 && K >= 0 && ldx >= K && ldy >= N && k_offset >= 0 &&
+                      panel_stride >= (k_offset + K) * packed_panel_width(),
+                  InvalidArgument, "[linear_packed] inconsistent sizes M={} N={} K={} ldx={} ldy={}", M, N, K, ldx, ldy);
+    if (M == 0 || N == 0) return;
+    detail::LinearArgs a;
+    a.x = x;
+    a.ldx = ldx;
+    a.y = y;
+    a.ldy = ldy;
+    a.M = M;
+    a.N = N;
+    a.K = K;
+    a.accumulate = accumulate;
+    if (K == 0) {
+        if (!accumulate)
+            for (int64_t m = 0; m < M; ++m) std::fill_n(y + m * ldy, N, 0.0f);
+        return;
+    }
+    HWY_DYNAMIC_DISPATCH(detail::gemm_packed)(a, panels, panel_stride, k_offset);
 }
 
 }  // namespace attnlab::cpu

@@ -20,6 +20,17 @@ namespace attnlab::cpu {
 void linear(const float* x, int64_t ldx, const Tensor& weight, const float* bias, float* y,
             int64_t ldy, int64_t M, bool accumulate = false);
 
+// Pre-packed weights, for callers that multiply many row blocks by the same W (attention's K
+// and V tiles): pack_weight_panels widens W (N, K) to f32 micro-panels — panel p holds columns
+// p·w .. p·w+w-1 (w = packed_panel_width(), zero-padded) as (K, w) floats, panels K·w apart;
+// packed_size(W) floats in all. linear_packed computes y (M, N) (+)= x (M, K) · Wᵀ reading rows
+// k_offset .. k_offset+K-1 of panels `panel_stride` floats apart. Serial (one thread).
+int64_t packed_panel_width();
+int64_t packed_size(const Tensor& weight);
+void pack_weight_panels(const Tensor& weight, float* dst);
+void linear_packed(const float* x, int64_t ldx, const float* panels, int64_t panel_stride, int64_t k_offset,
+                   int64_t N, int64_t K, float* y, int64_t ldy, int64_t M, bool accumulate);
+
 // A straightforward float64-accumulating version of linear() for tests.
 void linear_reference(const float* x, int64_t ldx, const Tensor& weight, const float* bias,
                       float* y, int64_t ldy, int64_t M, bool accumulate = false);
