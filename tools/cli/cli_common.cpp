@@ -9,8 +9,12 @@
 
 namespace attnlab::cli {
 
-void ModelOptions::add_to(CLI::App& app) {
-    app.add_option("-m,--model", model_dir, "Hugging Face model directory")->required();
+void ModelOptions::add_to(CLI::App& app, bool model_required) {
+    auto* m = app.add_option("-m,--model", model_dir, "Hugging Face model directory");
+    if (model_required) m->required();
+    app.add_option("--attn", attn, "Attention spec for every layer, e.g. \"causal+window(size=256)\"");
+    app.add_option("--attn-layers", attn_layers, "Per-layer specs: \"0-3:SPEC;4-:SPEC\" (`native` = the layer's own)");
+    app.add_option("--attn-heads", attn_heads, "Per-head specs: \"LAYERS:HEADS:SPEC;...\", e.g. \"2:0-3:causal\"");
     app.add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
     app.add_option("-c,--ctx-size", ctx_size, "Context length (default: the model's max_position_embeddings)")
         ->check(CLI::NonNegativeNumber);
@@ -22,7 +26,16 @@ int64_t ModelOptions::context_length(const Model& model) const {
 
 std::unique_ptr<Model> ModelOptions::load() const {
     set_num_threads(threads);
-    return Model::load(model_dir);
+    std::unique_ptr<Model> model = Model::load(model_dir);
+    // Later forms win where they overlap: all layers, then layer ranges, then heads.
+    std::vector<AttentionAssignment> plan;
+    if (!attn.empty()) plan.push_back({0, -1, 0, -1, attn});
+    if (!attn_layers.empty())
+        for (auto& a : parse_attention_layers(attn_layers)) plan.push_back(a);
+    if (!attn_heads.empty())
+        for (auto& a : parse_attention_heads(attn_heads)) plan.push_back(a);
+    if (!plan.empty()) model->set_attention(plan);
+    return model;
 }
 
 void PromptOptions::add_to(CLI::App& app) {

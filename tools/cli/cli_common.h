@@ -26,18 +26,22 @@ Command add_detokenize(CLI::App& root);
 Command add_inspect(CLI::App& root);
 Command add_bench(CLI::App& root);
 Command add_make_model(CLI::App& root);
+Command add_perplexity(CLI::App& root);
+std::function<int()> add_bench_attention(CLI::App& bench);
 
 // Options most subcommands share.
 struct ModelOptions {
     std::string model_dir;
     int threads = 0;  // 0 = all cores
     int64_t ctx_size = 0;  // 0 = the model's max_position_embeddings
-    void add_to(CLI::App& app);
+    std::string attn, attn_layers, attn_heads;  // attention re-assignments (see docs/cli.md)
+    void add_to(CLI::App& app, bool model_required = true);
     // The longest sequence a run may reach: --ctx-size, or the model's trained context.
     // RoPE models may be run past it on request (e.g. with dynamic NTK scaling); models with
     // learned positions cannot, and forward() refuses.
     int64_t context_length(const Model& model) const;
-    std::unique_ptr<Model> load() const;  // also applies the thread count
+    // Also applies the thread count and the attention re-assignments.
+    std::unique_ptr<Model> load() const;
 };
 
 struct PromptOptions {
