@@ -27,6 +27,7 @@ Command add_inspect(CLI::App& root);
 Command add_bench(CLI::App& root);
 Command add_make_model(CLI::App& root);
 Command add_perplexity(CLI::App& root);
+Command add_attn_eval(CLI::App& root);
 std::function<int()> add_bench_attention(CLI::App& bench);
 
 // Options most subcommands share.

@@ -33,12 +33,15 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
     return ids;
 }
 
-template <typename Fn>
-BenchRow measure(const std::string& name, int64_t tokens, int repetitions, Fn&& run_once) {
+// prepare() runs untimed before each run (e.g. filling the KV cache to the test's depth).
+template <typename Prepare, typename Fn>
+BenchRow measure(const std::string& name, int64_t tokens, int repetitions, Prepare&& prepare, Fn&& run_once) {
     BenchRow row;
     row.test = name;
+    prepare();
     run_once();  // warm-up: page in the weights, size the caches
     for (int r = 0; r < repetitions; ++r) {
+        prepare();
         auto t0 = std::chrono::steady_clock::now();
         run_once();
         double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -56,7 +59,7 @@ BenchRow measure(const std::string& name, int64_t tokens, int repetitions, Fn&& 
 Command add_bench(CLI::App& root) {
     struct Options {
         ModelOptions model;
-        int64_t n_prompt = 512, n_gen = 128;
+        int64_t n_prompt = 512, n_gen = 128, depth = 0;
         int repetitions = 5;
         bool json = false;
     };
@@ -67,6 +70,8 @@ Command add_bench(CLI::App& root) {
     CLI::App* attention_app = app->get_subcommand("attention");
     app->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (0 = skip)")->check(CLI::NonNegativeNumber);
     app->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0 = skip)")->check(CLI::NonNegativeNumber);
+    app->add_option("-d,--depth", o->depth, "Tokens already in the KV cache before each test (not timed)")
+        ->check(CLI::NonNegativeNumber);
     app->add_option("-r,--repetitions", o->repetitions, "Repetitions per test")->check(CLI::PositiveNumber);
     app->add_flag("--json", o->json, "Print the rows as JSON");
     return {app, [o, run_attention, attention_app] {
@@ -74,21 +79,27 @@ Command add_bench(CLI::App& root) {
         ATTNLAB_CHECK(!o->model.model_dir.empty(), InvalidArgument, "[bench] -m/--model is required");
         auto model = o->model.load();
         const ModelConfig& c = model->config();
-        ATTNLAB_CHECK(o->n_prompt + o->n_gen <= c.max_position_embeddings, InvalidArgument,
-                      "[bench] {} + {} tokens exceed the model's context of {}", o->n_prompt, o->n_gen,
-                      c.max_position_embeddings);
+        const int64_t longest = o->depth + std::max(o->n_prompt, o->n_gen);
+        ATTNLAB_CHECK(longest <= o->model.context_length(*model), InvalidArgument,
+                      "[bench] depth {} + {} tokens exceed the context of {} (-c to raise it)", o->depth,
+                      std::max(o->n_prompt, o->n_gen), o->model.context_length(*model));
+        // The cache holds `depth` tokens before each timed run; it is refilled untimed.
+        const std::vector<int32_t> depth_ids = random_ids(o->depth, c.vocab_size, 3);
+        KVCache cache = model->new_cache();
+        auto fill = [&] {
+            cache.clear();
+            if (!depth_ids.empty()) model->forward(depth_ids, cache);
+        };
+        const std::string at = o->depth > 0 ? fmt::format(" @ d{}", o->depth) : "";
         std::vector<BenchRow> rows;
         if (o->n_prompt > 0) {
             std::vector<int32_t> ids = random_ids(o->n_prompt, c.vocab_size, 1);
-            rows.push_back(measure(fmt::format("pp{}", o->n_prompt), o->n_prompt, o->repetitions, [&] {
-                KVCache cache = model->new_cache();
-                model->forward(ids, cache);
-            }));
+            rows.push_back(measure(fmt::format("pp{}{}", o->n_prompt, at), o->n_prompt, o->repetitions, fill,
+                                   [&] { model->forward(ids, cache); }));
         }
         if (o->n_gen > 0) {
             std::vector<int32_t> ids = random_ids(o->n_gen, c.vocab_size, 2);
-            rows.push_back(measure(fmt::format("tg{}", o->n_gen), o->n_gen, o->repetitions, [&] {
-                KVCache cache = model->new_cache();
+            rows.push_back(measure(fmt::format("tg{}{}", o->n_gen, at), o->n_gen, o->repetitions, fill, [&] {
                 for (int32_t id : ids) model->forward(std::span<const int32_t>(&id, 1), cache);
             }));
         }
