@@ -135,6 +135,10 @@ struct AttentionInputs {
     const int32_t* segments = nullptr;  // (S) for `document`
     const float* sinks = nullptr;       // (H) for `sinks`
     int64_t head_begin = 0, head_end = -1;  // query heads computed (-1 = H): per-head specs
+
+    // Contiguous q (B, T, H, D), k (B, S, Hkv, D), v (B, S, Hkv, Dv); queries at S-T .. S-1.
+    static AttentionInputs contiguous(DType dtype, const void* q, const void* k, const void* v, int64_t B,
+                                      int64_t T, int64_t S, int64_t H, int64_t Hkv, int64_t D, int64_t Dv);
 };
 
 struct AttentionOutputs {
@@ -143,6 +147,9 @@ struct AttentionOutputs {
     float* lse = nullptr;      // (B, T, H) natural log (see top of file)
     float* scores = nullptr;   // (B, H, T, S) modified, masked (-inf) scores
     float* pattern = nullptr;  // (B, H, T, S) probabilities p (0 where masked)
+
+    // Contiguous out (B, T, H, Dv) and lse (B, T, H) (lse may be null).
+    static AttentionOutputs contiguous(float* out, float* lse, int64_t T, int64_t H, int64_t Dv);
 };
 
 // Throws InvalidArgument for inconsistent shapes or inputs a mechanism needs.

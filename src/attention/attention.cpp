@@ -61,6 +61,39 @@ AttentionCall::AttentionCall(const AttentionSpec& spec, const AttentionInputs& i
 
 }  // namespace detail
 
+AttentionInputs AttentionInputs::contiguous(DType dtype, const void* q, const void* k, const void* v, int64_t B,
+                                            int64_t T, int64_t S, int64_t H, int64_t Hkv, int64_t D, int64_t Dv) {
+    AttentionInputs in;
+    in.dtype = dtype;
+    in.q = q;
+    in.k = k;
+    in.v = v;
+    in.q_stride = H * D;
+    in.k_stride = Hkv * D;
+    in.v_stride = Hkv * Dv;
+    in.q_batch_stride = T * in.q_stride;
+    in.k_batch_stride = S * in.k_stride;
+    in.v_batch_stride = S * in.v_stride;
+    in.B = B;
+    in.T = T;
+    in.S = S;
+    in.H = H;
+    in.Hkv = Hkv;
+    in.D = D;
+    in.Dv = Dv;
+    in.q_pos0 = S - T;
+    return in;
+}
+
+AttentionOutputs AttentionOutputs::contiguous(float* out, float* lse, int64_t T, int64_t H, int64_t Dv) {
+    AttentionOutputs o;
+    o.out = out;
+    o.out_stride = H * Dv;
+    o.out_batch_stride = T * o.out_stride;
+    o.lse = lse;
+    return o;
+}
+
 void attention(const AttentionSpec& spec, const AttentionInputs& in, const AttentionOutputs& out) {
     const detail::AttentionCall call(spec, in, out);
     if (in.T == 0) return;
@@ -68,11 +101,8 @@ void attention(const AttentionSpec& spec, const AttentionInputs& in, const Atten
 }
 
 AttentionWork attention_work(const AttentionSpec& spec, const AttentionInputs& in) {
-    AttentionOutputs none;
-    std::vector<float> dummy(1);
-    none.out = dummy.data();
-    none.out_stride = in.H * in.Dv;
-    none.out_batch_stride = in.T * none.out_stride;
+    std::vector<float> dummy(1);  // nothing is written; the call only needs an output to validate
+    const AttentionOutputs none = AttentionOutputs::contiguous(dummy.data(), nullptr, in.T, in.H, in.Dv);
     const detail::AttentionCall call(spec, in, none);
     return detail::attention_tiled_cpu_work(call);
 }

@@ -210,21 +210,9 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         std::memcpy(k_cache + pos0 * Hkv * D, k_new, static_cast<size_t>(T * Hkv * D) * 4);
         std::memcpy(v_cache + pos0 * Hkv * D, v_new, static_cast<size_t>(T * Hkv * D) * 4);
 
-        AttentionInputs in;
-        in.q = q.data();
-        in.k = k_cache;
-        in.v = v_cache;
-        in.q_stride = H * D;
-        in.k_stride = in.v_stride = Hkv * D;
-        in.T = T;
-        in.S = total;
-        in.H = H;
-        in.Hkv = Hkv;
-        in.D = in.Dv = D;
-        in.q_pos0 = pos0;
-        AttentionOutputs out;
-        out.out = z.data();
-        out.out_stride = H * D;
+        // q (T, H, D) at positions pos0 .. total-1 over the cached keys and values (total, Hkv, D).
+        AttentionInputs in = AttentionInputs::contiguous(DType::F32, q.data(), k_cache, v_cache, 1, T, total, H, Hkv, D, D);
+        AttentionOutputs out = AttentionOutputs::contiguous(z.data(), nullptr, T, H, D);
         const bool want_scores = hooks.wants_layer(l, "attn.hook_attn_scores");
         const bool want_pattern = hooks.wants_layer(l, "attn.hook_pattern");
         const bool want_lse = hooks.wants_layer(l, "attn.hook_lse");

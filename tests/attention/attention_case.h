@@ -68,24 +68,10 @@ struct AttentionCase {
 
     AttentionInputs inputs() const {
         const AttentionShape& s = shape;
-        AttentionInputs in;
-        in.dtype = dtype;
-        in.q = dtype == DType::BF16 ? static_cast<const void*>(q16.data()) : q.data();
-        in.k = dtype == DType::BF16 ? static_cast<const void*>(k16.data()) : k.data();
-        in.v = dtype == DType::BF16 ? static_cast<const void*>(v16.data()) : v.data();
-        in.q_stride = s.H * s.D;
-        in.k_stride = s.Hkv * s.D;
-        in.v_stride = s.Hkv * s.Dv;
-        in.q_batch_stride = s.T * in.q_stride;
-        in.k_batch_stride = s.S * in.k_stride;
-        in.v_batch_stride = s.S * in.v_stride;
-        in.B = s.B;
-        in.T = s.T;
-        in.S = s.S;
-        in.H = s.H;
-        in.Hkv = s.Hkv;
-        in.D = s.D;
-        in.Dv = s.Dv;
+        AttentionInputs in = AttentionInputs::contiguous(
+            dtype, dtype == DType::BF16 ? static_cast<const void*>(q16.data()) : q.data(),
+            dtype == DType::BF16 ? static_cast<const void*>(k16.data()) : k.data(),
+            dtype == DType::BF16 ? static_cast<const void*>(v16.data()) : v.data(), s.B, s.T, s.S, s.H, s.Hkv, s.D, s.Dv);
         in.q_pos0 = s.q_pos0;
         in.q_pos = q_pos.empty() ? nullptr : q_pos.data();
         in.segments = segments.data();
@@ -100,11 +86,7 @@ struct AttentionResult {
     AttentionOutputs outputs(const AttentionShape& s, bool rows) {
         out.assign(static_cast<size_t>(s.B * s.T * s.H * s.Dv), 12345.0f);
         lse.assign(static_cast<size_t>(s.B * s.T * s.H), 12345.0f);
-        AttentionOutputs o;
-        o.out = out.data();
-        o.out_stride = s.H * s.Dv;
-        o.out_batch_stride = s.T * o.out_stride;
-        o.lse = lse.data();
+        AttentionOutputs o = AttentionOutputs::contiguous(out.data(), lse.data(), s.T, s.H, s.Dv);
         if (rows) {
             scores.assign(static_cast<size_t>(s.B * s.H * s.T * s.S), 12345.0f);
             pattern.assign(scores.size(), 12345.0f);

@@ -70,14 +70,20 @@ TEST(Mechanisms, VisitIsConservativeAndSpansMatchKeep) {
                     ASSERT_EQ(kept, row[j - j_lo] == 1.0f) << m->text() << " i=" << i << " j=" << j;
                 }
             }
-            if (v == TileVisit::Skip) ASSERT_FALSE(any) << m->text() << " skipped a tile with kept pairs";
-            if (v == TileVisit::Full) ASSERT_TRUE(all) << m->text() << " called a tile full that drops pairs";
+            if (v == TileVisit::Skip) {
+                ASSERT_FALSE(any) << m->text() << " skipped a tile with kept pairs";
+            }
+            if (v == TileVisit::Full) {
+                ASSERT_TRUE(all) << m->text() << " called a tile full that drops pairs";
+            }
             full += v == TileVisit::Full;
             skip += v == TileVisit::Skip;
         }
         // The verdicts are not all "Partial" (that would be correct but slow) for the masks
         // whose tiles can be decided (document's ids change too often at this size).
-        if (m->text() != "document") EXPECT_GT(full + skip, 0) << m->text();
+        if (m->text() != "document") {
+            EXPECT_GT(full + skip, 0) << m->text();
+        }
     }
 }
 

@@ -57,32 +57,13 @@ TEST(AttnEval, MatchesTheFloat64Reference) {
     ASSERT_EQ(got.tensors.at("out").shape(), (Shape{x.B, x.T, x.H, x.Dv}));
     ASSERT_EQ(got.tensors.at("lse").shape(), (Shape{x.B, x.T, x.H}));
 
-    AttentionInputs in;
-    in.q = x.q.raw();
-    in.k = x.k.raw();
-    in.v = x.v.raw();
-    in.q_stride = x.H * x.D;
-    in.k_stride = x.Hkv * x.D;
-    in.v_stride = x.Hkv * x.Dv;
-    in.q_batch_stride = x.T * in.q_stride;
-    in.k_batch_stride = x.S * in.k_stride;
-    in.v_batch_stride = x.S * in.v_stride;
-    in.B = x.B;
-    in.T = x.T;
-    in.S = x.S;
-    in.H = x.H;
-    in.Hkv = x.Hkv;
-    in.D = x.D;
-    in.Dv = x.Dv;
+    AttentionInputs in = AttentionInputs::contiguous(DType::F32, x.q.raw(), x.k.raw(), x.v.raw(), x.B, x.T, x.S, x.H,
+                                                     x.Hkv, x.D, x.Dv);
     in.q_pos = x.q_pos.data<int64_t>();
     in.segments = x.segments.data<int32_t>();
     in.sinks = x.sinks.data<float>();
     std::vector<float> out(static_cast<size_t>(x.B * x.T * x.H * x.Dv)), lse(static_cast<size_t>(x.B * x.T * x.H));
-    AttentionOutputs o;
-    o.out = out.data();
-    o.out_stride = x.H * x.Dv;
-    o.out_batch_stride = x.T * o.out_stride;
-    o.lse = lse.data();
+    const AttentionOutputs o = AttentionOutputs::contiguous(out.data(), lse.data(), x.T, x.H, x.Dv);
     attention_reference(AttentionSpec::parse(spec), in, o);
     const std::vector<float> got_out = got.tensors.at("out").to_floats(), got_lse = got.tensors.at("lse").to_floats();
     for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(got_out[i], out[i], 1e-5) << i;

@@ -73,26 +73,9 @@ Command add_attn_eval(CLI::App& root) {
                       "[attn-eval] v {} does not match k {}: expected (B, S, Hkv, Dv)", v.shape_string(), k.shape_string());
         ATTNLAB_CHECK(H % Hkv == 0, InvalidArgument, "[attn-eval] q heads ({}) must be a multiple of k/v heads ({})", H,
                       Hkv);
-        AttentionInputs in;
-        in.q = q.raw();
-        in.k = k.raw();
-        in.v = v.raw();
-        in.q_stride = H * D;
-        in.k_stride = Hkv * D;
-        in.v_stride = Hkv * Dv;
-        in.q_batch_stride = T * H * D;
-        in.k_batch_stride = S * Hkv * D;
-        in.v_batch_stride = S * Hkv * Dv;
-        in.B = B;
-        in.T = T;
-        in.S = S;
-        in.H = H;
-        in.Hkv = Hkv;
-        in.D = D;
-        in.Dv = Dv;
+        AttentionInputs in = AttentionInputs::contiguous(DType::F32, q.raw(), k.raw(), v.raw(), B, T, S, H, Hkv, D, Dv);
         ATTNLAB_CHECK(T <= S || f.tensors.count("q_pos"), InvalidArgument,
                       "[attn-eval] T ({}) > S ({}): give q_pos for queries that are not the last T keys", T, S);
-        in.q_pos0 = S - T;
         Tensor q_pos, segments, sinks;
         if (f.tensors.count("q_pos")) {
             q_pos = require(f, "q_pos", 1, DType::I64);
@@ -113,11 +96,7 @@ Command add_attn_eval(CLI::App& root) {
             in.sinks = sinks.data<float>();
         }
         Tensor out = Tensor::zeros({B, T, H, Dv}), lse = Tensor::zeros({B, T, H}), pattern;
-        AttentionOutputs outs;
-        outs.out = out.data<float>();
-        outs.out_stride = H * Dv;
-        outs.out_batch_stride = T * H * Dv;
-        outs.lse = lse.data<float>();
+        AttentionOutputs outs = AttentionOutputs::contiguous(out.data<float>(), lse.data<float>(), T, H, Dv);
         if (o->pattern) {
             pattern = Tensor::zeros({B, H, T, S});
             outs.pattern = pattern.data<float>();

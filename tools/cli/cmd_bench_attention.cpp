@@ -127,28 +127,11 @@ int run_bench(Options o) {
     auto ptr = [&](auto& pair) -> const void* {
         return dtype == DType::BF16 ? static_cast<const void*>(pair.second.data()) : pair.first.data();
     };
-    AttentionInputs in;
-    in.dtype = dtype;
-    in.q = ptr(q);
-    in.k = ptr(k);
-    in.v = ptr(v);
-    in.q_stride = o.H * o.D;
-    in.k_stride = o.Hkv * o.D;
-    in.v_stride = o.Hkv * o.Dv;
-    in.T = o.T;
-    in.S = o.S;
-    in.H = o.H;
-    in.Hkv = o.Hkv;
-    in.D = o.D;
-    in.Dv = o.Dv;
-    in.q_pos0 = o.S - o.T;
+    AttentionInputs in = AttentionInputs::contiguous(dtype, ptr(q), ptr(k), ptr(v), 1, o.T, o.S, o.H, o.Hkv, o.D, o.Dv);
     in.sinks = sinks.data();
     in.segments = segments.data();
     std::vector<float> out(static_cast<size_t>(o.T * o.H * o.Dv)), lse(static_cast<size_t>(o.T * o.H));
-    AttentionOutputs outs;
-    outs.out = out.data();
-    outs.out_stride = o.H * o.Dv;
-    outs.lse = lse.data();
+    const AttentionOutputs outs = AttentionOutputs::contiguous(out.data(), lse.data(), o.T, o.H, o.Dv);
 
     const AttentionWork work = attention_work(spec, in);
     const double seconds = median_seconds(o.repeats, [&] { attention(spec, in, outs); });

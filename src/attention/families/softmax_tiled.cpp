@@ -7,11 +7,16 @@
 //   Skip    -> the tile costs nothing (block-sparse masks cost ∝ the tiles they keep);
 //   Full    -> no per-element mask work;
 //   Partial -> only the masks that said Partial run `mask_span` on the tile's rows.
-// Scores S = Q·Kᵀ and the update O += P·V run through the matmul kernel (cpu::linear); decode
-// (R <= 8) takes the GEMV path for S and a streaming axpy for P·V, since both are bound by
-// reading K and V once. The running row max m and sum l are kept per row; nothing T×S is
+// Scores S = Q·Kᵀ and the update O += P·V run through the matmul kernel on K/V tiles packed
+// once per thread and kv head (cpu::linear_packed). Decode (R <= 8 rows) takes the GEMV path for
+// S and a register-blocked streaming P·V, both bound by reading K and V once, and splits the
+// keys across threads (split-KV) with a final merge of the partial (m, l, O). The running row max m and sum l are kept per row; nothing T×S is
 // allocated unless the caller asked for scores or pattern.
 #include "attention/call.h"
+
+// The 64-byte GCC vectors below are passed between always-inline helpers only; GCC's note that
+// their ABI differs without AVX-512 concerns calls that never happen.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include <attnlab/error.h>
 #include <attnlab/half.h>
@@ -19,6 +24,7 @@
 #include <attnlab/threads.h>
 
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/scratch_buffer.h"
 #include "kernels/cpu/vec_math.h"
 
 #include <algorithm>
@@ -182,41 +188,104 @@ void pv_small_bf16(int64_t R, int64_t n, const float* P, int64_t ldp, const uint
     pv_small<uint16_t>(R, n, P, ldp, V, ldv, Dv, O);
 }
 
-// ---- one work item ----
+// Decode over a tile of positions for every kv head, position by position: all heads of a
+// position are adjacent in the cache, so the reads walk whole rows in address order and the
+// hardware prefetchers keep streaming (per-head loops read 1/Hkv of each row and run at memory
+// latency instead). heads: (kv head index, rows) pairs; q rows are (R, D) per kv head,
+// S is (n_kv·R, ld_s), O is (n_kv·R, Dv).
+// Sum of the 16 lanes by halving (4 shuffles and adds instead of 16 scalar adds).
+ATTNLAB_ALWAYS_INLINE float sum_lanes(Vec16 v) {
+    using Mask = int32_t __attribute__((vector_size(64)));
+    v += __builtin_shuffle(v, Mask{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    v += __builtin_shuffle(v, Mask{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+    v += __builtin_shuffle(v, Mask{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+    v += __builtin_shuffle(v, Mask{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    return v[0];
+}
 
-// A grow-only, 64-byte aligned float buffer (the GEMM's packed panels are read with aligned loads).
-class AlignedFloats {
-public:
-    AlignedFloats() = default;
-    AlignedFloats(const AlignedFloats&) = delete;
-    AlignedFloats& operator=(const AlignedFloats&) = delete;
-    ~AlignedFloats() { std::free(data_); }
-    void reserve(size_t count) {
-        if (count <= capacity_) return;
-        std::free(data_);
-        data_ = static_cast<float*>(std::aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64));
-        capacity_ = data_ ? count : 0;
-        if (!data_) throw std::bad_alloc();
+// out[r] = q_r · k for the R query rows sharing one key row (each key vector loaded once).
+template <typename E, int R>
+ATTNLAB_ALWAYS_INLINE void dot_rows(const float* q, int64_t D, const E* k, float* out, int64_t ld_out) {
+    Vec16 acc[R] = {};
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+        const Vec16 kv = load16(k + d);
+        for (int r = 0; r < R; ++r) acc[r] += load16(q + r * D + d) * kv;
     }
-    float* data() const { return data_; }
+    for (int r = 0; r < R; ++r) {
+        float sum = sum_lanes(acc[r]);
+        for (int64_t e = d; e < D; ++e) sum += q[r * D + e] * to_float(k[e]);
+        out[r * ld_out] = sum;
+    }
+}
 
-private:
-    float* data_ = nullptr;
-    size_t capacity_ = 0;
+template <typename E, int R>
+ATTNLAB_ALWAYS_INLINE void decode_scores_rows(int64_t n, int64_t n_kv, const uint8_t* active, const float* q, int64_t D,
+                                              const E* k, int64_t k_stride, float* S, int64_t ld_s,
+                                              const char* prefetch, int64_t prefetch_stride, int64_t prefetch_bytes) {
+    for (int64_t j = 0; j < n; ++j) {
+        const E* krow = k + j * k_stride;
+        // Meanwhile this position's V row is requested, in address order, for the per-head P·V
+        // that follows (which then reads it from cache instead of at 4 KiB strides).
+        for (int64_t b = 0; b < prefetch_bytes; b += 64) __builtin_prefetch(prefetch + j * prefetch_stride + b);
+        for (int64_t g = 0; g < n_kv; ++g)
+            if (active[g]) dot_rows<E, R>(q + g * R * D, D, krow + g * D, S + g * R * ld_s + j, ld_s);
+    }
+}
+
+template <typename E>
+ATTNLAB_ALWAYS_INLINE void decode_scores(int64_t n, int64_t n_kv, const uint8_t* active, int64_t R, const float* q,
+                                         int64_t D, const E* k, int64_t k_stride, float* S, int64_t ld_s,
+                                         const char* pf, int64_t pf_stride, int64_t pf_bytes) {
+    switch (R) {
+        case 1: return decode_scores_rows<E, 1>(n, n_kv, active, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+        case 2: return decode_scores_rows<E, 2>(n, n_kv, active, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+        case 3: return decode_scores_rows<E, 3>(n, n_kv, active, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+        case 4: return decode_scores_rows<E, 4>(n, n_kv, active, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+        case 5: return decode_scores_rows<E, 5>(n, n_kv, active, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+        case 6: return decode_scores_rows<E, 6>(n, n_kv, active, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+        case 7: return decode_scores_rows<E, 7>(n, n_kv, active, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+        default: return decode_scores_rows<E, 8>(n, n_kv, active, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+    }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void decode_scores_f32(int64_t n, int64_t n_kv, const uint8_t* active, int64_t R, const float* q, int64_t D,
+                       const float* k, int64_t k_stride, float* S, int64_t ld_s, const char* pf, int64_t pf_stride,
+                       int64_t pf_bytes) {
+    decode_scores<float>(n, n_kv, active, R, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+}
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void decode_scores_bf16(int64_t n, int64_t n_kv, const uint8_t* active, int64_t R, const float* q, int64_t D,
+                        const uint16_t* k, int64_t k_stride, float* S, int64_t ld_s, const char* pf, int64_t pf_stride,
+                        int64_t pf_bytes) {
+    decode_scores<uint16_t>(n, n_kv, active, R, q, D, k, k_stride, S, ld_s, pf, pf_stride, pf_bytes);
+}
+// ---- work items ----
+
+// The query rows of one (batch, kv head, block of queries) stacked into one matrix — row r is
+// head first_head + r / rows at query t0 + r % rows — and their running state.
+struct RowGroup {
+    int64_t b = 0, hk = 0, t0 = 0, rows = 0, first_head = 0, n_heads = 0, R = 0;
+    int64_t i_lo = 0, i_hi = 0;  // bounds of the rows' query positions
+    float* q = nullptr;          // (R, D) scaled queries
+    float* o = nullptr;          // (R, Dv) unnormalised output
+    float* m = nullptr;          // (R) running max (softmax)
+    float* l = nullptr;          // (R) running sum of p
+    int64_t* kept = nullptr;     // (R) kept keys (relu)
 };
 
 struct Workspace {
-    std::vector<float> q;  // (R, D) stacked, scaled queries
-    std::vector<float> s;  // (R, kKeyTile) scores, then probabilities
-    std::vector<float> o;  // (R, Dv) unnormalised output
-    std::vector<float> m, l;
+    // State of the row groups a work item carries (one, or every kv head for split keys).
+    std::vector<float> q, o, m, l;
     std::vector<int64_t> kept;
+    std::vector<float> s;                  // (R, kKeyTile) scores, then probabilities
     std::vector<TileVisit> head_visit;     // (heads)
     std::vector<uint8_t> mask_partial;     // (heads, masks)
     // K and V tiles of one (batch, kv head) packed for the GEMM, each once per thread and
     // reused by every query block the thread runs for that head.
-    AlignedFloats packed_k;  // per tile: (kKeyTile / w, D, w) panels
-    AlignedFloats packed_v;  // per tile: (ceil(Dv / w), n, w) panels
+    cpu::ScratchBuffer packed_k;  // per tile: (kKeyTile / w, D, w) panels
+    cpu::ScratchBuffer packed_v;  // per tile: (ceil(Dv / w), n, w) panels
     std::vector<uint8_t> tile_packed;
     int64_t packed_b = -1, packed_hk = -1;
 };
@@ -227,6 +296,7 @@ public:
         : c_(call), in_(*call.in), out_(*call.out), esize_(in_.dtype == DType::BF16 ? 2 : 4) {
         kv_begin_ = c_.head_begin / c_.group;
         kv_end_ = (c_.head_end - 1) / c_.group + 1;
+        n_kv_ = kv_end_ - kv_begin_;
         // Heads per kv head actually computed (all of the group unless a head range cuts it).
         heads_ = std::min<int64_t>(c_.group, c_.head_end - c_.head_begin);
         block_ = std::max<int64_t>(1, std::min(in_.T, (kTargetRows + heads_ - 1) / heads_));
@@ -234,6 +304,11 @@ public:
         want_rows_ = out_.scores != nullptr || out_.pattern != nullptr;
         panel_ = cpu::packed_panel_width();
         dv_padded_ = (in_.Dv + panel_ - 1) / panel_ * panel_;
+        // Decode-sized calls (every group fits the streaming path) split the keys instead of
+        // the queries: each item streams a contiguous range of positions for all kv heads.
+        const int64_t tiles = (in_.S + kKeyTile - 1) / kKeyTile;
+        split_ = heads_ * in_.T <= kSmallRows && tiles >= 2;
+        chunks_ = split_ ? std::min<int64_t>(tiles, std::max<int64_t>(4 * num_threads(), 2)) : 1;
     }
 
     // The same walk as run() without computing anything: which tiles are kept.
@@ -245,20 +320,15 @@ public:
         for (int64_t b = 0; b < in_.B; ++b)
             for (int64_t hk = kv_begin_; hk < kv_end_; ++hk)
                 for (int64_t t0 = 0; t0 < in_.T; t0 += block_) {
-                    const int64_t rows = std::min(block_, in_.T - t0);
-                    const int64_t first_head = std::max(hk * c_.group, c_.head_begin);
-                    const int64_t n_heads = std::min((hk + 1) * c_.group, c_.head_end) - first_head;
-                    w.head_visit.resize(static_cast<size_t>(n_heads));
-                    w.mask_partial.resize(static_cast<size_t>(n_heads) * c_.masks.size());
-                    auto [i_lo, i_hi] = std::minmax_element(c_.positions.begin() + t0, c_.positions.begin() + t0 + rows);
+                    const RowGroup g = describe_group(b, hk, t0, std::min(block_, in_.T - t0));
                     for (int64_t j0 = 0; j0 < in_.S; j0 += kKeyTile) {
                         const int64_t n = std::min(kKeyTile, in_.S - j0);
                         ++work.tiles;
-                        if (!visit_tile(w, b, first_head, n_heads, *i_lo, *i_hi, j0, n)) continue;
+                        if (!visit_tile(w, g, j0, n)) continue;
                         ++work.kept_tiles;
                         work.partial_tiles += std::any_of(w.head_visit.begin(), w.head_visit.end(),
                                                           [](TileVisit v) { return v == TileVisit::Partial; });
-                        work.flops += row_flops * double(n_heads * rows) * double(n);
+                        work.flops += row_flops * double(g.R) * double(n);
                         work.kv_bytes += double(n) * double(in_.D + in_.Dv) * double(esize_);
                     }
                 }
@@ -266,19 +336,27 @@ public:
     }
 
     void run() {
-        const int64_t n_kv = kv_end_ - kv_begin_;
-        const int64_t items = in_.B * n_kv * n_blocks_;
+        if (want_rows_) {  // masked entries stay -inf; kept tiles overwrite theirs
+            float* rows = out_.scores ? out_.scores : out_.pattern;
+            for (int64_t b = 0; b < in_.B; ++b)
+                for (int64_t h = c_.head_begin; h < c_.head_end; ++h)
+                    std::fill_n(rows + ((b * in_.H + h) * in_.T) * in_.S, in_.T * in_.S, kNegInf);
+        }
+        if (split_) return run_split_keys();
+        const int64_t items = in_.B * n_kv_ * n_blocks_;
         parallel_for(items, [&](int64_t begin, int64_t end, int) {
             thread_local Workspace w;  // the pool's threads persist: buffers are reused across calls
             w.packed_b = w.packed_hk = -1;  // K and V are new in every call
             for (int64_t item = begin; item < end; ++item) {
-                const int64_t b = item / (n_kv * n_blocks_);
-                const int64_t hk = kv_begin_ + item / n_blocks_ % n_kv;
+                const int64_t b = item / (n_kv_ * n_blocks_);
+                const int64_t hk = kv_begin_ + item / n_blocks_ % n_kv_;
                 // Blocks from both ends alternate, so contiguous chunks of items carry equal
                 // causal work.
                 const int64_t k = item % n_blocks_;
                 const int64_t blk = k % 2 == 0 ? k / 2 : n_blocks_ - 1 - k / 2;
-                process(w, b, hk, blk * block_, std::min(block_, in_.T - blk * block_));
+                RowGroup g = start_group(w, 0, b, hk, blk * block_, std::min(block_, in_.T - blk * block_));
+                for (int64_t j0 = 0; j0 < in_.S; j0 += kKeyTile) run_tile(w, g, j0, std::min(kKeyTile, in_.S - j0));
+                finish_group(g);
             }
         });
     }
@@ -287,82 +365,219 @@ private:
     const char* at(const void* base, int64_t element) const {
         return static_cast<const char*>(base) + element * esize_;
     }
-    // Row r of the stacked matrix is head first_head + r / rows, query t0 + r % rows.
-    void process(Workspace& w, int64_t b, int64_t hk, int64_t t0, int64_t rows) {
-        const int64_t first_head = std::max(hk * c_.group, c_.head_begin);
-        const int64_t last_head = std::min((hk + 1) * c_.group, c_.head_end);  // exclusive
-        const int64_t n_heads = last_head - first_head;
-        const int64_t R = n_heads * rows, D = in_.D, Dv = in_.Dv;
-        const size_t n_masks = c_.masks.size();
-        w.q.resize(static_cast<size_t>(R * D));
-        w.s.resize(static_cast<size_t>(R * kKeyTile));
-        w.o.assign(static_cast<size_t>(R * Dv), 0.0f);
-        w.m.assign(static_cast<size_t>(R), kNegInf);
-        w.l.assign(static_cast<size_t>(R), 0.0f);
-        w.kept.assign(static_cast<size_t>(R), 0);
-        w.head_visit.resize(static_cast<size_t>(n_heads));
-        w.mask_partial.resize(static_cast<size_t>(n_heads) * n_masks);
 
+    RowGroup describe_group(int64_t b, int64_t hk, int64_t t0, int64_t rows) const {
+        RowGroup g;
+        g.b = b;
+        g.hk = hk;
+        g.t0 = t0;
+        g.rows = rows;
+        g.first_head = std::max(hk * c_.group, c_.head_begin);
+        g.n_heads = std::min((hk + 1) * c_.group, c_.head_end) - g.first_head;
+        g.R = g.n_heads * rows;
+        auto [lo, hi] = std::minmax_element(c_.positions.begin() + t0, c_.positions.begin() + t0 + rows);
+        g.i_lo = *lo;
+        g.i_hi = *hi;
+        return g;
+    }
+
+    // Group number `slot` of the workspace: stacks and scales its queries, resets its state.
+    RowGroup start_group(Workspace& w, int64_t slot, int64_t b, int64_t hk, int64_t t0, int64_t rows) {
+        RowGroup g = describe_group(b, hk, t0, rows);
+        const int64_t R = g.R, D = in_.D, Dv = in_.Dv, base = slot * R;
+        if (slot == 0) {
+            const size_t slots = static_cast<size_t>(split_ ? n_kv_ : 1);
+            w.q.resize(slots * R * D);
+            w.o.resize(slots * R * Dv);
+            w.m.resize(slots * R);
+            w.l.resize(slots * R);
+            w.kept.resize(slots * R);
+            w.s.resize(static_cast<size_t>(R * kKeyTile));
+        }
+        g.q = w.q.data() + base * D;
+        g.o = w.o.data() + base * Dv;
+        g.m = w.m.data() + base;
+        g.l = w.l.data() + base;
+        g.kept = w.kept.data() + base;
+        std::fill_n(g.o, R * Dv, 0.0f);
+        std::fill_n(g.m, R, kNegInf);
+        std::fill_n(g.l, R, 0.0f);
+        std::fill_n(g.kept, R, 0);
         const float scale = static_cast<float>(c_.scale);
-        int64_t i_lo = c_.positions[t0], i_hi = i_lo;
         for (int64_t r = 0; r < R; ++r) {
-            const int64_t h = first_head + r / rows, t = t0 + r % rows;
+            const int64_t h = g.first_head + r / rows, t = t0 + r % rows;
             const char* src = at(in_.q, b * in_.q_batch_stride + t * in_.q_stride + h * D);
-            float* dst = w.q.data() + r * D;
+            float* dst = g.q + r * D;
             if (in_.dtype == DType::BF16) {
                 for (int64_t d = 0; d < D; ++d) dst[d] = bf16_to_f32(reinterpret_cast<const uint16_t*>(src)[d]) * scale;
             } else {
                 for (int64_t d = 0; d < D; ++d) dst[d] = reinterpret_cast<const float*>(src)[d] * scale;
             }
-            i_lo = std::min(i_lo, c_.positions[t]);
-            i_hi = std::max(i_hi, c_.positions[t]);
         }
-        if (want_rows_) {
-            for (int64_t r = 0; r < R; ++r) std::fill_n(row_buffer(b, first_head + r / rows, t0 + r % rows), in_.S, kNegInf);
-        }
+        return g;
+    }
 
+    // One key tile [j0, j0+n) for a group: visit, S = Q·Kᵀ, modifiers and masks, the online
+    // normaliser, O += P·V.
+    void run_tile(Workspace& w, RowGroup& g, int64_t j0, int64_t n) {
+        if (!visit_tile(w, g, j0, n)) return;
+        const int64_t R = g.R, D = in_.D, Dv = in_.Dv;
+        const size_t n_masks = c_.masks.size();
         const bool packed = R > kSmallRows;
-        for (int64_t j0 = 0; j0 < in_.S; j0 += kKeyTile) {
-            const int64_t n = std::min(kKeyTile, in_.S - j0);
-            if (!visit_tile(w, b, first_head, n_heads, i_lo, i_hi, j0, n)) continue;
-            // S (R, n) = Q (R, D) · K[j0 : j0+n]ᵀ
-            const char* k_tile = at(in_.k, b * in_.k_batch_stride + j0 * in_.k_stride + hk * D);
-            const char* v_tile = at(in_.v, b * in_.v_batch_stride + j0 * in_.v_stride + hk * Dv);
-            if (packed) {
-                pack_tile(w, b, hk, j0, n, k_tile, v_tile);
-                cpu::linear_packed(w.q.data(), D, packed_k(w, j0), D * panel_, 0, n, D, w.s.data(), kKeyTile, R, false);
-            } else {
-                Tensor k_view = Tensor::wrap(const_cast<char*>(k_tile), in_.dtype, {n, D}, {in_.k_stride, 1});
-                cpu::linear(w.q.data(), D, k_view, nullptr, w.s.data(), kKeyTile, R);
+        const char* k_tile = at(in_.k, g.b * in_.k_batch_stride + j0 * in_.k_stride + g.hk * D);
+        const char* v_tile = at(in_.v, g.b * in_.v_batch_stride + j0 * in_.v_stride + g.hk * Dv);
+        // S (R, n) = Q (R, D) · K[j0 : j0+n]ᵀ
+        if (packed) {
+            pack_tile(w, g.b, g.hk, j0, n, k_tile, v_tile);
+            cpu::linear_packed(g.q, D, packed_k(w, j0), D * panel_, 0, n, D, w.s.data(), kKeyTile, R, false);
+        } else {
+            Tensor k_view = Tensor::wrap(const_cast<char*>(k_tile), in_.dtype, {n, D}, {in_.k_stride, 1});
+            cpu::linear(g.q, D, k_view, nullptr, w.s.data(), kKeyTile, R);
+        }
+        for (int64_t r = 0; r < R; ++r) {
+            const int64_t gh = r / g.rows, h = g.first_head + gh, t = g.t0 + r % g.rows;
+            float* s = w.s.data() + r * kKeyTile;
+            if (w.head_visit[gh] == TileVisit::Skip) {
+                std::fill_n(s, n, 0.0f);
+                continue;
             }
+            const RowSpan span{g.b, h, g.hk, c_.positions[t], j0, n, &c_.ctx};
+            for (const Mechanism* m : c_.score_mods) m->modify_span(span, s);
+            for (size_t mi = 0; mi < n_masks; ++mi)
+                if (w.mask_partial[gh * n_masks + mi]) c_.masks[mi]->mask_span(span, s);
+            if (want_rows_) std::copy_n(s, n, row_buffer(g.b, h, t) + j0);
+            normalise_tile_row(g, r, s, n);
+        }
+        // O (R, Dv) += P (R, n) · V[j0 : j0+n] (n, Dv)
+        if (packed) {
+            cpu::linear_packed(w.s.data(), kKeyTile, packed_v(w, j0), n * panel_, 0, Dv, n, g.o, Dv, R, true);
+        } else if (in_.dtype == DType::BF16) {
+            pv_small_bf16(R, n, w.s.data(), kKeyTile, reinterpret_cast<const uint16_t*>(v_tile), in_.v_stride, Dv, g.o);
+        } else {
+            pv_small_f32(R, n, w.s.data(), kKeyTile, reinterpret_cast<const float*>(v_tile), in_.v_stride, Dv, g.o);
+        }
+    }
+
+    // Split keys (decode): item = (batch, key chunk) over every kv head, tile by tile, so
+    // each thread streams whole rows of the cache (all heads of a position are adjacent) and
+    // the cache lines the hardware prefetches for the next head are used. The chunks' partial
+    // (m, l, O) are then merged per row: O = Σ_c e^{m_c-M}·O_c, l = Σ_c e^{m_c-M}·l_c.
+    void run_split_keys() {
+        const int64_t tiles = (in_.S + kKeyTile - 1) / kKeyTile;
+        const int64_t R = heads_ * in_.T, Dv = in_.Dv;
+        const int64_t slots = in_.B * chunks_ * n_kv_;
+        std::vector<float> part_o(static_cast<size_t>(slots * R * Dv)), part_m(static_cast<size_t>(slots * R)),
+            part_l(static_cast<size_t>(slots * R));
+        std::vector<int64_t> part_kept(static_cast<size_t>(slots * R));
+        parallel_for(in_.B * chunks_, [&](int64_t begin, int64_t end, int) {
+            thread_local Workspace w;
+            for (int64_t item = begin; item < end; ++item) {
+                const int64_t b = item / chunks_, chunk = item % chunks_;
+                const int64_t tile_lo = tiles * chunk / chunks_, tile_hi = tiles * (chunk + 1) / chunks_;
+                std::vector<RowGroup> groups;
+                for (int64_t k = 0; k < n_kv_; ++k) groups.push_back(start_group(w, k, b, kv_begin_ + k, 0, in_.T));
+                for (int64_t tile = tile_lo; tile < tile_hi; ++tile)
+                    decode_tile(w, groups, tile * kKeyTile, std::min(kKeyTile, in_.S - tile * kKeyTile));
+                const int64_t slot0 = item * n_kv_;
+                std::copy_n(w.o.data(), n_kv_ * R * Dv, part_o.data() + slot0 * R * Dv);
+                std::copy_n(w.m.data(), n_kv_ * R, part_m.data() + slot0 * R);
+                std::copy_n(w.l.data(), n_kv_ * R, part_l.data() + slot0 * R);
+                std::copy_n(w.kept.data(), n_kv_ * R, part_kept.data() + slot0 * R);
+            }
+        });
+        // Merge the chunks of each (batch, kv head) into chunk 0's slot and finish it there.
+        const bool softmax = c_.normalizer.kind == NormalizerKind::Softmax;
+        for (int64_t b = 0; b < in_.B; ++b)
+            for (int64_t k = 0; k < n_kv_; ++k) {
+                auto slot = [&](int64_t chunk) { return (b * chunks_ + chunk) * n_kv_ + k; };
+                RowGroup g = describe_group(b, kv_begin_ + k, 0, in_.T);
+                const int64_t s0 = slot(0);
+                g.o = part_o.data() + s0 * R * Dv;
+                g.m = part_m.data() + s0 * R;
+                g.l = part_l.data() + s0 * R;
+                g.kept = part_kept.data() + s0 * R;
+                for (int64_t r = 0; r < R; ++r) {
+                    float M = kNegInf;
+                    for (int64_t c = 0; c < chunks_; ++c) M = std::max(M, part_m[slot(c) * R + r]);
+                    float l = 0.0f;
+                    int64_t kept = 0;
+                    std::vector<float> o(static_cast<size_t>(Dv), 0.0f);
+                    for (int64_t c = 0; c < chunks_; ++c) {
+                        const int64_t sc = slot(c) * R + r;
+                        const float mc = part_m[sc];
+                        // softmax: weight e^{m_c - M} (0 for chunks that kept nothing)
+                        const float weight = softmax ? (mc == kNegInf ? 0.0f : std::exp(mc - M)) : 1.0f;
+                        l += weight * part_l[sc];
+                        kept += part_kept[sc];
+                        const float* oc = part_o.data() + sc * Dv;
+                        for (int64_t d = 0; d < Dv; ++d) o[d] += weight * oc[d];
+                    }
+                    g.m[r] = M;
+                    g.l[r] = l;
+                    g.kept[r] = kept;
+                    std::copy(o.begin(), o.end(), g.o + r * Dv);
+                }
+                finish_group(g);
+            }
+    }
+
+    // One key tile for every kv head's group at once (split keys; see decode_scores).
+    void decode_tile(Workspace& w, std::vector<RowGroup>& groups, int64_t j0, int64_t n) {
+        const int64_t n_kv = static_cast<int64_t>(groups.size()), R = groups[0].R, D = in_.D, Dv = in_.Dv;
+        const size_t n_masks = c_.masks.size();
+        // Visits: which groups keep anything, and per head which masks need element work.
+        std::vector<uint8_t> active(static_cast<size_t>(n_kv), 0);
+        std::vector<TileVisit> head_visit(static_cast<size_t>(n_kv * heads_));
+        std::vector<uint8_t> partial(static_cast<size_t>(n_kv * heads_) * n_masks);
+        bool any = false;
+        for (int64_t k = 0; k < n_kv; ++k) {
+            active[k] = visit_tile(w, groups[k], j0, n);
+            any |= active[k] != 0;
+            std::copy(w.head_visit.begin(), w.head_visit.end(), head_visit.begin() + k * heads_);
+            std::copy(w.mask_partial.begin(), w.mask_partial.end(), partial.begin() + k * heads_ * n_masks);
+        }
+        if (!any) return;
+        w.s.resize(static_cast<size_t>(n_kv * R * kKeyTile));
+        const int64_t b = groups[0].b, hk0 = groups[0].hk;
+        const char* k_tile = at(in_.k, b * in_.k_batch_stride + j0 * in_.k_stride + hk0 * D);
+        const char* v_tile = at(in_.v, b * in_.v_batch_stride + j0 * in_.v_stride + hk0 * Dv);
+        // The groups' queries and outputs are adjacent in the workspace (slots 0 .. n_kv-1).
+        const float* q = groups[0].q;
+        float* o = groups[0].o;
+        const int64_t v_row_bytes = n_kv * Dv * esize_, v_stride_bytes = in_.v_stride * esize_;
+        if (in_.dtype == DType::BF16)
+            decode_scores_bf16(n, n_kv, active.data(), R, q, D, reinterpret_cast<const uint16_t*>(k_tile), in_.k_stride,
+                               w.s.data(), kKeyTile, v_tile, v_stride_bytes, v_row_bytes);
+        else
+            decode_scores_f32(n, n_kv, active.data(), R, q, D, reinterpret_cast<const float*>(k_tile), in_.k_stride,
+                              w.s.data(), kKeyTile, v_tile, v_stride_bytes, v_row_bytes);
+        for (int64_t k = 0; k < n_kv; ++k) {
+            RowGroup& g = groups[k];
             for (int64_t r = 0; r < R; ++r) {
-                const int64_t gh = r / rows, h = first_head + gh, t = t0 + r % rows;
-                float* s = w.s.data() + r * kKeyTile;
-                if (w.head_visit[gh] == TileVisit::Skip) {
-                    std::fill_n(s, n, 0.0f);
+                const int64_t gh = r / g.rows, h = g.first_head + gh, t = g.t0 + r % g.rows;
+                float* srow = w.s.data() + (k * R + r) * kKeyTile;
+                if (!active[k] || head_visit[k * heads_ + gh] == TileVisit::Skip) {
+                    std::fill_n(srow, n, 0.0f);
                     continue;
                 }
-                const RowSpan span{b, h, hk, c_.positions[t], j0, n, &c_.ctx};
-                for (const Mechanism* m : c_.score_mods) m->modify_span(span, s);
+                const RowSpan span{g.b, h, g.hk, c_.positions[t], j0, n, &c_.ctx};
+                for (const Mechanism* m : c_.score_mods) m->modify_span(span, srow);
                 for (size_t mi = 0; mi < n_masks; ++mi)
-                    if (w.mask_partial[gh * n_masks + mi]) c_.masks[mi]->mask_span(span, s);
-                if (want_rows_) std::copy_n(s, n, row_buffer(b, h, t) + j0);
-                normalise_tile_row(w, r, s, n);
-            }
-            // O (R, Dv) += P (R, n) · V[j0 : j0+n] (n, Dv)
-            if (packed) {
-                cpu::linear_packed(w.s.data(), kKeyTile, packed_v(w, j0), n * panel_, 0, Dv, n, w.o.data(), Dv, R, true);
-            } else if (R <= kSmallRows) {
-                if (in_.dtype == DType::BF16)
-                    pv_small_bf16(R, n, w.s.data(), kKeyTile, reinterpret_cast<const uint16_t*>(v_tile), in_.v_stride, Dv, w.o.data());
-                else
-                    pv_small_f32(R, n, w.s.data(), kKeyTile, reinterpret_cast<const float*>(v_tile), in_.v_stride, Dv, w.o.data());
-            } else {
-                Tensor v_view = Tensor::wrap(const_cast<char*>(v_tile), in_.dtype, {Dv, n}, {1, in_.v_stride});
-                cpu::linear(w.s.data(), kKeyTile, v_view, nullptr, w.o.data(), Dv, R, /*accumulate=*/true);
+                    if (partial[(k * heads_ + gh) * n_masks + mi]) c_.masks[mi]->mask_span(span, srow);
+                if (want_rows_) std::copy_n(srow, n, row_buffer(g.b, h, t) + j0);
+                normalise_tile_row(g, r, srow, n);
             }
         }
-        finish(w, b, first_head, t0, rows, R);
+        // O += P·V per kv head, outputs in registers over the tile (the V rows are in cache now).
+        for (int64_t k = 0; k < n_kv; ++k) {
+            if (!active[k]) continue;
+            const char* v_head = v_tile + k * Dv * esize_;
+            const float* p = w.s.data() + k * R * kKeyTile;
+            if (in_.dtype == DType::BF16)
+                pv_small_bf16(R, n, p, kKeyTile, reinterpret_cast<const uint16_t*>(v_head), in_.v_stride, Dv, o + k * R * Dv);
+            else
+                pv_small_f32(R, n, p, kKeyTile, reinterpret_cast<const float*>(v_head), in_.v_stride, Dv, o + k * R * Dv);
+        }
     }
 
     float* packed_k(Workspace& w, int64_t j0) const { return w.packed_k.data() + j0 / kKeyTile * kKeyTile * in_.D; }
@@ -375,10 +590,8 @@ private:
             w.packed_b = b;
             w.packed_hk = hk;
             w.tile_packed.assign(static_cast<size_t>(n_tiles), 0);
-            const size_t k_size = static_cast<size_t>(n_tiles * kKeyTile * in_.D);
-            const size_t v_size = static_cast<size_t>(n_tiles * kKeyTile * dv_padded_);
-            w.packed_k.reserve(k_size);
-            w.packed_v.reserve(v_size);
+            w.packed_k.get(static_cast<size_t>(n_tiles * kKeyTile * in_.D));
+            w.packed_v.get(static_cast<size_t>(n_tiles * kKeyTile * dv_padded_));
         }
         if (w.tile_packed[tile]) return;
         w.tile_packed[tile] = 1;
@@ -388,13 +601,14 @@ private:
                                 packed_v(w, j0));
     }
 
-    // Asks each mask about the tile for every head; false if every head skips it.
-    bool visit_tile(Workspace& w, int64_t b, int64_t first_head, int64_t n_heads, int64_t i_lo, int64_t i_hi,
-                    int64_t j0, int64_t n) {
+    // Asks each mask about the tile for every head of the group; false if every head skips it.
+    bool visit_tile(Workspace& w, const RowGroup& g, int64_t j0, int64_t n) {
         const size_t n_masks = c_.masks.size();
+        w.head_visit.resize(static_cast<size_t>(g.n_heads));
+        w.mask_partial.resize(static_cast<size_t>(g.n_heads) * n_masks);
         bool any = false;
-        for (int64_t gh = 0; gh < n_heads; ++gh) {
-            const TileCoord tile{b, first_head + gh, i_lo, i_hi, j0, j0 + n - 1, &c_.ctx};
+        for (int64_t gh = 0; gh < g.n_heads; ++gh) {
+            const TileCoord tile{g.b, g.first_head + gh, g.i_lo, g.i_hi, j0, j0 + n - 1, &c_.ctx};
             TileVisit verdict = TileVisit::Full;
             for (size_t mi = 0; mi < n_masks && verdict != TileVisit::Skip; ++mi) {
                 const TileVisit v = c_.masks[mi]->visit(tile);
@@ -409,7 +623,7 @@ private:
     }
 
     // Turns row r's scores into this tile's probabilities, rescaling the row's running state.
-    void normalise_tile_row(Workspace& w, int64_t r, float* s, int64_t n) {
+    void normalise_tile_row(RowGroup& g, int64_t r, float* s, int64_t n) {
         switch (c_.normalizer.kind) {
             case NormalizerKind::Softmax: {
                 const float tile_max = row_max(s, n);
@@ -417,60 +631,60 @@ private:
                     std::fill_n(s, n, 0.0f);
                     return;
                 }
-                const float m_new = std::max(w.m[r], tile_max);
-                if (w.m[r] != m_new) {
-                    const float alpha = cpu::exp_approx(w.m[r] - m_new);  // 0 on the first kept tile
-                    w.l[r] *= alpha;
-                    scale_row(w.o.data() + r * in_.Dv, in_.Dv, alpha);
-                    w.m[r] = m_new;
+                const float m_new = std::max(g.m[r], tile_max);
+                if (g.m[r] != m_new) {
+                    const float alpha = cpu::exp_approx(g.m[r] - m_new);  // 0 on the first kept tile
+                    g.l[r] *= alpha;
+                    scale_row(g.o + r * in_.Dv, in_.Dv, alpha);
+                    g.m[r] = m_new;
                 }
-                w.l[r] += exp_shift_sum(s, n, m_new);
+                g.l[r] += exp_shift_sum(s, n, m_new);
                 return;
             }
             case NormalizerKind::Sigmoid:
-                w.l[r] += sigmoid_sum(s, n, static_cast<float>(c_.normalizer.bias));
+                g.l[r] += sigmoid_sum(s, n, static_cast<float>(c_.normalizer.bias));
                 return;
             case NormalizerKind::Relu:
-                w.l[r] += relu_sum(s, n, &w.kept[r]);
+                g.l[r] += relu_sum(s, n, &g.kept[r]);
                 return;
         }
     }
 
     // Normalises the outputs, writes out / lse, and turns stored score rows into probabilities.
-    void finish(Workspace& w, int64_t b, int64_t first_head, int64_t t0, int64_t rows, int64_t R) {
-        for (int64_t r = 0; r < R; ++r) {
-            const int64_t h = first_head + r / rows, t = t0 + r % rows;
-            float* o = w.o.data() + r * in_.Dv;
+    void finish_group(const RowGroup& g) {
+        for (int64_t r = 0; r < g.R; ++r) {
+            const int64_t h = g.first_head + r / g.rows, t = g.t0 + r % g.rows;
+            const float* o = g.o + r * in_.Dv;
             float factor = 1.0f;
             double lse = -std::numeric_limits<double>::infinity();
             bool empty = false;
             switch (c_.normalizer.kind) {
                 case NormalizerKind::Softmax: {
-                    empty = w.m[r] == kNegInf;
+                    empty = g.m[r] == kNegInf;
                     if (empty) break;
-                    double m = w.m[r];
+                    double m = g.m[r];
                     const std::vector<double> extra = c_.extra_logits_of(h);
                     for (double e : extra) m = std::max(m, e);
-                    double z = double(w.l[r]) * std::exp(double(w.m[r]) - m);
+                    double z = double(g.l[r]) * std::exp(double(g.m[r]) - m);
                     for (double e : extra) z += std::exp(e - m);
-                    factor = static_cast<float>(std::exp(double(w.m[r]) - m) / z);
+                    factor = static_cast<float>(std::exp(double(g.m[r]) - m) / z);
                     lse = m + std::log(z);
                     break;
                 }
                 case NormalizerKind::Sigmoid:
-                    lse = std::log(double(w.l[r]));
+                    lse = std::log(double(g.l[r]));
                     break;
                 case NormalizerKind::Relu:
-                    empty = w.kept[r] == 0;
+                    empty = g.kept[r] == 0;
                     if (empty) break;
-                    factor = 1.0f / float(w.kept[r]);
-                    lse = std::log(double(w.l[r]) / double(w.kept[r]));
+                    factor = 1.0f / float(g.kept[r]);
+                    lse = std::log(double(g.l[r]) / double(g.kept[r]));
                     break;
             }
-            float* dst = out_.out + b * out_.out_batch_stride + t * out_.out_stride + h * in_.Dv;
+            float* dst = out_.out + g.b * out_.out_batch_stride + t * out_.out_stride + h * in_.Dv;
             for (int64_t d = 0; d < in_.Dv; ++d) dst[d] = empty ? 0.0f : o[d] * factor;
-            if (out_.lse) out_.lse[(b * in_.T + t) * in_.H + h] = static_cast<float>(lse);
-            if (want_rows_) finish_rows(b, h, t, lse, w.kept[r]);
+            if (out_.lse) out_.lse[(g.b * in_.T + t) * in_.H + h] = static_cast<float>(lse);
+            if (want_rows_) finish_rows(g.b, h, t, lse, g.kept[r]);
         }
     }
 
@@ -504,8 +718,10 @@ private:
     const AttentionInputs& in_;
     const AttentionOutputs& out_;
     const int64_t esize_;
-    int64_t kv_begin_ = 0, kv_end_ = 0, heads_ = 1, block_ = 1, n_blocks_ = 1;
+    int64_t kv_begin_ = 0, kv_end_ = 0, n_kv_ = 0, heads_ = 1, block_ = 1, n_blocks_ = 1;
     bool want_rows_ = false;
+    bool split_ = false;     // decode: split keys into chunks instead of queries into blocks
+    int64_t chunks_ = 1;
     int64_t panel_ = 1, dv_padded_ = 0;  // GEMM panel width; Dv rounded up to it
 };
 

@@ -19,22 +19,15 @@ public:
     bool is_mask() const override { return true; }
     bool keep(const ScoreCoord& c) const override { return keep_blocks(c.i / block_, c.j / block_); }
     TileVisit visit(const TileCoord& t) const override {
-        const int64_t q_lo = t.i_lo / block_, q_hi = t.i_hi / block_;
-        const int64_t k_lo = t.j_lo / block_, k_hi = t.j_hi / block_;
-        if ((q_hi - q_lo + 1) * (k_hi - k_lo + 1) > 64) return TileVisit::Partial;
-        VisitAccumulator acc;
-        for (int64_t qb = q_lo; qb <= q_hi; ++qb)
-            for (int64_t kb = k_lo; kb <= k_hi; ++kb)
-                acc.add(keep_blocks(qb, kb) ? TileVisit::Full : TileVisit::Skip);
-        return acc.result();
+        return visit_cells(t, block_, [&](int64_t qb, int64_t kb) {
+            return keep_blocks(qb, kb) ? TileVisit::Full : TileVisit::Skip;
+        });
     }
     void mask_span(const RowSpan& row, float* scores) const override {
         const int64_t qb = row.i / block_;
-        for (int64_t j = row.j0; j < row.j0 + row.n;) {
-            const int64_t kb = j / block_, next = (kb + 1) * block_;
+        for_each_cell(row, block_, [&](int64_t kb, int64_t j, int64_t next) {
             if (!keep_blocks(qb, kb)) drop_range(row, j - row.j0, next - row.j0, scores);
-            j = next;
-        }
+        });
     }
 
 private:

@@ -16,36 +16,29 @@ public:
     bool is_mask() const override { return true; }
     bool keep(const ScoreCoord& c) const override { return rule_.keep(c.i, c.j); }
     TileVisit visit(const TileCoord& t) const override {
-        const int64_t f = rule_.frame;
-        const int64_t q_lo = t.i_lo / f, q_hi = t.i_hi / f, k_lo = t.j_lo / f, k_hi = t.j_hi / f;
-        if ((q_hi - q_lo + 1) * (k_hi - k_lo + 1) > 64) return TileVisit::Partial;
-        VisitAccumulator acc;
-        for (int64_t ti = q_lo; ti <= q_hi; ++ti)
-            for (int64_t tj = k_lo; tj <= k_hi; ++tj) {
-                const RadialRule::Kind kind = rule_.pair(ti, tj).kind;
-                acc.add(kind == RadialRule::Kind::All    ? TileVisit::Full
-                        : kind == RadialRule::Kind::None ? TileVisit::Skip
-                                                         : TileVisit::Partial);
-            }
-        return acc.result();
+        return visit_cells(t, rule_.frame, [&](int64_t t_i, int64_t t_j) {
+            const RadialRule::Kind kind = rule_.pair(t_i, t_j).kind;
+            return kind == RadialRule::Kind::All    ? TileVisit::Full
+                   : kind == RadialRule::Kind::None ? TileVisit::Skip
+                                                    : TileVisit::Partial;
+        });
     }
     // Frame by frame along the row: each key frame is kept whole, dropped, or kept on the band
     // |x_i - x_j| <= width.
     void mask_span(const RowSpan& row, float* scores) const override {
         const int64_t f = rule_.frame, t_i = row.i / f, x_i = row.i % f;
-        for (int64_t j = row.j0; j < row.j0 + row.n;) {
-            const int64_t t_j = j / f, frame_start = t_j * f, next = frame_start + f;
+        for_each_cell(row, f, [&](int64_t t_j, int64_t j, int64_t next) {
             const RadialRule::Pair p = rule_.pair(t_i, t_j);
             if (p.kind == RadialRule::Kind::None) {
                 drop_range(row, j - row.j0, next - row.j0, scores);
             } else if (p.kind == RadialRule::Kind::Band) {
+                const int64_t frame_start = t_j * f;
                 const int64_t lo = frame_start + std::max<int64_t>(0, x_i - p.width);
                 const int64_t hi = frame_start + std::min<int64_t>(f - 1, x_i + p.width);
                 drop_range(row, j - row.j0, lo - row.j0, scores);
                 drop_range(row, hi + 1 - row.j0, next - row.j0, scores);
             }
-            j = next;
-        }
+        });
     }
 
 private:

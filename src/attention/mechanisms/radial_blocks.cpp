@@ -34,21 +34,15 @@ public:
         return 10 * dense > 6 * nonzero && nonzero > 0;
     }
     TileVisit visit(const TileCoord& t) const override {
-        const int64_t B = rule_.block;
-        const int64_t q_lo = t.i_lo / B, q_hi = t.i_hi / B, k_lo = t.j_lo / B, k_hi = t.j_hi / B;
-        if ((q_hi - q_lo + 1) * (k_hi - k_lo + 1) > 64) return TileVisit::Partial;
-        VisitAccumulator acc;
-        for (int64_t qb = q_lo; qb <= q_hi; ++qb)
-            for (int64_t kb = k_lo; kb <= k_hi; ++kb) acc.add(keep_block(qb, kb) ? TileVisit::Full : TileVisit::Skip);
-        return acc.result();
+        return visit_cells(t, rule_.block, [&](int64_t qb, int64_t kb) {
+            return keep_block(qb, kb) ? TileVisit::Full : TileVisit::Skip;
+        });
     }
     void mask_span(const RowSpan& row, float* scores) const override {
-        const int64_t B = rule_.block, qb = row.i / B;
-        for (int64_t j = row.j0; j < row.j0 + row.n;) {
-            const int64_t kb = j / B, next = (kb + 1) * B;
+        const int64_t qb = row.i / rule_.block;
+        for_each_cell(row, rule_.block, [&](int64_t kb, int64_t j, int64_t next) {
             if (!keep_block(qb, kb)) drop_range(row, j - row.j0, next - row.j0, scores);
-            j = next;
-        }
+        });
     }
 
 private:

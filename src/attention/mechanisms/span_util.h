@@ -65,4 +65,27 @@ struct VisitAccumulator {
     }
 };
 
+// Masks decided per cell of a grid (blocks of B positions, video frames): the tile's verdict
+// combines verdict(query cell, key cell) over the cells it covers; more than 64 cell pairs is
+// simply Partial (the per-row work then decides).
+template <typename CellVerdict>
+TileVisit visit_cells(const TileCoord& t, int64_t cell, CellVerdict verdict) {
+    const int64_t q_lo = t.i_lo / cell, q_hi = t.i_hi / cell, k_lo = t.j_lo / cell, k_hi = t.j_hi / cell;
+    if ((q_hi - q_lo + 1) * (k_hi - k_lo + 1) > 64) return TileVisit::Partial;
+    VisitAccumulator acc;
+    for (int64_t qc = q_lo; qc <= q_hi; ++qc)
+        for (int64_t kc = k_lo; kc <= k_hi; ++kc) acc.add(verdict(qc, kc));
+    return acc.result();
+}
+
+// Walks a row span cell by cell: fn(key cell, first position, one past the last) per cell.
+template <typename PerCell>
+void for_each_cell(const RowSpan& row, int64_t cell, PerCell fn) {
+    for (int64_t j = row.j0; j < row.j0 + row.n;) {
+        const int64_t kc = j / cell, next = (kc + 1) * cell;
+        fn(kc, j, next);
+        j = next;
+    }
+}
+
 }  // namespace attnlab::mech

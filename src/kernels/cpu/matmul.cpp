@@ -14,6 +14,7 @@
 // a block) whatever the thread count, because threads split N and never K.
 
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/scratch_buffer.h"
 
 #include <attnlab/error.h>
 #include <attnlab/half.h>
@@ -51,32 +52,8 @@ struct LinearArgs {
     bool accumulate = false;
 };
 
-// A grow-only 64-byte aligned float buffer. Thread-local instances hold the packed panels, so
-// the pool's persistent workers allocate once and then reuse their buffers on every call.
-class ScratchBuffer {
-public:
-    ScratchBuffer() = default;
-    ScratchBuffer(const ScratchBuffer&) = delete;
-    ScratchBuffer& operator=(const ScratchBuffer&) = delete;
-    ~ScratchBuffer() { std::free(data_); }
-
-    float* get(size_t count) {
-        if (count > capacity_) {
-            std::free(data_);
-            data_ = nullptr;
-            capacity_ = 0;
-            size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-            data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-            if (data_ == nullptr) throw std::bad_alloc();
-            capacity_ = count;
-        }
-        return data_;
-    }
-
-private:
-    float* data_ = nullptr;
-    size_t capacity_ = 0;
-};
+// Thread-local ScratchBuffers (kernels/cpu/scratch_buffer.h) hold the packed panels, so the
+// pool's persistent workers allocate once and then reuse their buffers on every call.
 
 // Slot 0: the packed activations (owned by the calling thread, read by all threads).
 // Slot 1: the packed weight block of the current thread.
