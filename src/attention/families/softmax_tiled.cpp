@@ -42,6 +42,7 @@ namespace {
 constexpr int64_t kKeyTile = 256;      // keys per tile
 constexpr int64_t kTargetRows = 224;   // stacked query rows per work item
 constexpr int64_t kSmallRows = 8;      // up to this many rows P·V streams V (decode)
+constexpr int64_t kDecodeTile = 64;    // split-KV tile: 64 positions of K and V (all kv heads) stay in L2
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Inlined into each target_clones caller, so the helpers get that clone's instruction set.
@@ -134,27 +135,33 @@ ATTNLAB_ALWAYS_INLINE Vec16 load16(const uint16_t* p) {  // bf16 -> f32 is a 16-
     return v;
 }
 
+// Columns [d0, d0 + 16·NV) of O for R rows: R·NV accumulator registers over the whole tile.
+template <typename E, int R, int NV>
+ATTNLAB_ALWAYS_INLINE void pv_strip(int64_t n, const float* P, int64_t ldp, const E* V, int64_t ldv, int64_t Dv,
+                                    int64_t d0, float* O) {
+    Vec16 acc[R][NV] = {};
+    for (int64_t j = 0; j < n; ++j) {
+        Vec16 v[NV];
+        for (int c = 0; c < NV; ++c) v[c] = load16(V + j * ldv + d0 + 16 * c);
+        for (int r = 0; r < R; ++r) {
+            const float p = P[r * ldp + j];
+            for (int c = 0; c < NV; ++c) acc[r][c] += p * v[c];
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < NV; ++c)
+            for (int l = 0; l < 16; ++l) O[r * Dv + d0 + 16 * c + l] += acc[r][c][l];
+}
+
 template <typename E, int R>
 ATTNLAB_ALWAYS_INLINE void pv_rows(int64_t n, const float* P, int64_t ldp, const E* V, int64_t ldv, int64_t Dv,
                                    float* O) {
+    // Wide strips (16 accumulators) mean fewer passes over P and V; then 16-column strips.
+    constexpr int kNV = R <= 4 ? 4 : 2;
     int64_t d0 = 0;
-    for (; d0 + 32 <= Dv; d0 += 32) {  // a 32-column strip: 2·R accumulator registers
-        Vec16 acc[R][2] = {};
-        for (int64_t j = 0; j < n; ++j) {
-            const Vec16 v0 = load16(V + j * ldv + d0), v1 = load16(V + j * ldv + d0 + 16);
-            for (int r = 0; r < R; ++r) {
-                const float p = P[r * ldp + j];
-                acc[r][0] += p * v0;
-                acc[r][1] += p * v1;
-            }
-        }
-        for (int r = 0; r < R; ++r)
-            for (int l = 0; l < 16; ++l) {
-                O[r * Dv + d0 + l] += acc[r][0][l];
-                O[r * Dv + d0 + 16 + l] += acc[r][1][l];
-            }
-    }
-    for (; d0 < Dv; ++d0)  // leftover columns (Dv not a multiple of 32)
+    for (; d0 + 16 * kNV <= Dv; d0 += 16 * kNV) pv_strip<E, R, kNV>(n, P, ldp, V, ldv, Dv, d0, O);
+    for (; d0 + 16 <= Dv; d0 += 16) pv_strip<E, R, 1>(n, P, ldp, V, ldv, Dv, d0, O);
+    for (; d0 < Dv; ++d0)  // leftover columns (Dv not a multiple of 16)
         for (int r = 0; r < R; ++r) {
             float acc = 0.0f;
             for (int64_t j = 0; j < n; ++j) acc += P[r * ldp + j] * to_float(V[j * ldv + d0]);
@@ -203,33 +210,47 @@ ATTNLAB_ALWAYS_INLINE float sum_lanes(Vec16 v) {
     return v[0];
 }
 
-// out[r] = q_r · k for the R query rows sharing one key row (each key vector loaded once).
-template <typename E, int R>
-ATTNLAB_ALWAYS_INLINE void dot_rows(const float* q, int64_t D, const E* k, float* out, int64_t ld_out) {
-    Vec16 acc[R] = {};
+// out[r, p] = q_r · k_p for the R query rows and P key rows (P <= 2): each key vector is
+// loaded once for all rows and each query vector once for all keys.
+template <typename E, int R, int P>
+ATTNLAB_ALWAYS_INLINE void dot_rows(const float* q, int64_t D, const E* const* k, float* out, int64_t ld_out) {
+    Vec16 acc[P][R] = {};
     int64_t d = 0;
     for (; d + 16 <= D; d += 16) {
-        const Vec16 kv = load16(k + d);
-        for (int r = 0; r < R; ++r) acc[r] += load16(q + r * D + d) * kv;
+        Vec16 kv[P];
+        for (int p = 0; p < P; ++p) kv[p] = load16(k[p] + d);
+        for (int r = 0; r < R; ++r) {
+            const Vec16 qv = load16(q + r * D + d);
+            for (int p = 0; p < P; ++p) acc[p][r] += qv * kv[p];
+        }
     }
-    for (int r = 0; r < R; ++r) {
-        float sum = sum_lanes(acc[r]);
-        for (int64_t e = d; e < D; ++e) sum += q[r * D + e] * to_float(k[e]);
-        out[r * ld_out] = sum;
-    }
+    for (int p = 0; p < P; ++p)
+        for (int r = 0; r < R; ++r) {
+            float sum = sum_lanes(acc[p][r]);
+            for (int64_t e = d; e < D; ++e) sum += q[r * D + e] * to_float(k[p][e]);
+            out[r * ld_out + p] = sum;
+        }
 }
 
 template <typename E, int R>
 ATTNLAB_ALWAYS_INLINE void decode_scores_rows(int64_t n, int64_t n_kv, const uint8_t* active, const float* q, int64_t D,
                                               const E* k, int64_t k_stride, float* S, int64_t ld_s,
                                               const char* prefetch, int64_t prefetch_stride, int64_t prefetch_bytes) {
-    for (int64_t j = 0; j < n; ++j) {
-        const E* krow = k + j * k_stride;
-        // Meanwhile this position's V row is requested, in address order, for the per-head P·V
-        // that follows (which then reads it from cache instead of at 4 KiB strides).
-        for (int64_t b = 0; b < prefetch_bytes; b += 64) __builtin_prefetch(prefetch + j * prefetch_stride + b);
-        for (int64_t g = 0; g < n_kv; ++g)
-            if (active[g]) dot_rows<E, R>(q + g * R * D, D, krow + g * D, S + g * R * ld_s + j, ld_s);
+    constexpr int P = R <= 4 ? 2 : 1;  // key rows per step: 2·R accumulators, plus the key vectors
+    int64_t j = 0;
+    for (; j < n; j += P) {
+        const int64_t keys = std::min<int64_t>(P, n - j);
+        // Meanwhile these positions' V rows are requested, in address order, for the per-head
+        // P·V that follows (which then reads them from cache instead of at 4 KiB strides).
+        for (int64_t p = 0; p < keys; ++p)
+            for (int64_t b = 0; b < prefetch_bytes; b += 64) __builtin_prefetch(prefetch + (j + p) * prefetch_stride + b);
+        for (int64_t g = 0; g < n_kv; ++g) {
+            if (!active[g]) continue;
+            const E* rows[2] = {k + j * k_stride + g * D, k + (j + keys - 1) * k_stride + g * D};
+            float* out = S + g * R * ld_s + j;
+            if (keys == P) dot_rows<E, R, P>(q + g * R * D, D, rows, out, ld_s);
+            else dot_rows<E, R, 1>(q + g * R * D, D, rows, out, ld_s);
+        }
     }
 }
 
@@ -463,7 +484,7 @@ private:
     // the cache lines the hardware prefetches for the next head are used. The chunks' partial
     // (m, l, O) are then merged per row: O = Σ_c e^{m_c-M}·O_c, l = Σ_c e^{m_c-M}·l_c.
     void run_split_keys() {
-        const int64_t tiles = (in_.S + kKeyTile - 1) / kKeyTile;
+        const int64_t tiles = (in_.S + kDecodeTile - 1) / kDecodeTile;
         const int64_t R = heads_ * in_.T, Dv = in_.Dv;
         const int64_t slots = in_.B * chunks_ * n_kv_;
         std::vector<float> part_o(static_cast<size_t>(slots * R * Dv)), part_m(static_cast<size_t>(slots * R)),
@@ -477,7 +498,7 @@ private:
                 std::vector<RowGroup> groups;
                 for (int64_t k = 0; k < n_kv_; ++k) groups.push_back(start_group(w, k, b, kv_begin_ + k, 0, in_.T));
                 for (int64_t tile = tile_lo; tile < tile_hi; ++tile)
-                    decode_tile(w, groups, tile * kKeyTile, std::min(kKeyTile, in_.S - tile * kKeyTile));
+                    decode_tile(w, groups, tile * kDecodeTile, std::min(kDecodeTile, in_.S - tile * kDecodeTile));
                 const int64_t slot0 = item * n_kv_;
                 std::copy_n(w.o.data(), n_kv_ * R * Dv, part_o.data() + slot0 * R * Dv);
                 std::copy_n(w.m.data(), n_kv_ * R, part_m.data() + slot0 * R);
