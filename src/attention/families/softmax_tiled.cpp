@@ -309,6 +309,9 @@ struct Workspace {
     cpu::ScratchBuffer packed_v;  // per tile: (ceil(Dv / w), n, w) panels
     std::vector<uint8_t> tile_packed;
     int64_t packed_b = -1, packed_hk = -1;
+    // Split keys: per kv head whether the tile is kept, and the per-head visits of all groups.
+    std::vector<uint8_t> group_active, group_partial;
+    std::vector<TileVisit> group_visit;
 };
 
 class TiledAttention {
@@ -547,9 +550,12 @@ private:
         const int64_t n_kv = static_cast<int64_t>(groups.size()), R = groups[0].R, D = in_.D, Dv = in_.Dv;
         const size_t n_masks = c_.masks.size();
         // Visits: which groups keep anything, and per head which masks need element work.
-        std::vector<uint8_t> active(static_cast<size_t>(n_kv), 0);
-        std::vector<TileVisit> head_visit(static_cast<size_t>(n_kv * heads_));
-        std::vector<uint8_t> partial(static_cast<size_t>(n_kv * heads_) * n_masks);
+        std::vector<uint8_t>& active = w.group_active;
+        std::vector<TileVisit>& head_visit = w.group_visit;
+        std::vector<uint8_t>& partial = w.group_partial;
+        active.assign(static_cast<size_t>(n_kv), 0);
+        head_visit.resize(static_cast<size_t>(n_kv * heads_));
+        partial.resize(static_cast<size_t>(n_kv * heads_) * n_masks);
         bool any = false;
         for (int64_t k = 0; k < n_kv; ++k) {
             active[k] = visit_tile(w, groups[k], j0, n);
