@@ -6,6 +6,10 @@
 #include "attention/mechanisms/radial_rule.h"
 #include "attention/mechanisms/span_util.h"
 
+#include <mutex>
+#include <map>
+#include <utility>
+
 namespace attnlab::mech {
 
 RadialRule parse_radial_rule(MechanismParams& p);
@@ -21,17 +25,19 @@ public:
     }
     bool is_mask() const override { return true; }
 
-    // The definition, by brute force over the block's B×B token pairs.
+    // The definition, by brute force over the block's B×B token pairs (once per block pair).
     bool keep(const ScoreCoord& c) const override {
-        const int64_t B = rule_.block, r0 = c.i / B * B, c0 = c.j / B * B;
-        int64_t nonzero = 0, dense = 0;
-        for (int64_t col = c0; col < c0 + B; ++col) {
-            int64_t kept = 0;
-            for (int64_t r = r0; r < r0 + B; ++r) kept += rule_.keep(r, col);
-            nonzero += kept > 0;
-            dense += 3 * kept > B;  // density > 1/3
-        }
-        return 10 * dense > 6 * nonzero && nonzero > 0;
+        const int64_t B = rule_.block, qb = c.i / B, kb = c.j / B;
+        return cached(brute_cache_, qb, kb, [&] {
+            int64_t nonzero = 0, dense = 0;
+            for (int64_t col = kb * B; col < kb * B + B; ++col) {
+                int64_t kept = 0;
+                for (int64_t r = qb * B; r < qb * B + B; ++r) kept += rule_.keep(r, col);
+                nonzero += kept > 0;
+                dense += 3 * kept > B;  // density > 1/3
+            }
+            return 10 * dense > 6 * nonzero && nonzero > 0;
+        });
     }
     TileVisit visit(const TileCoord& t) const override {
         return visit_cells(t, rule_.block, [&](int64_t qb, int64_t kb) {
@@ -47,8 +53,11 @@ public:
 
 private:
     // The same criterion counting each column's kept rows frame run by frame run:
-    // O(B·(1 + B/F)) instead of O(B²).
+    // O(B·(1 + B/F)) instead of O(B²), once per block pair (rows ask for the same pairs).
     bool keep_block(int64_t qb, int64_t kb) const {
+        return cached(fast_cache_, qb, kb, [&] { return count_block(qb, kb); });
+    }
+    bool count_block(int64_t qb, int64_t kb) const {
         const int64_t B = rule_.block, F = rule_.frame, r0 = qb * B;
         int64_t nonzero = 0, dense = 0;
         for (int64_t col = kb * B; col < kb * B + B; ++col) {
@@ -70,13 +79,35 @@ private:
         }
         return 10 * dense > 6 * nonzero && nonzero > 0;
     }
+    using Cache = std::map<std::pair<int64_t, int64_t>, bool>;
+    template <typename Fn>
+    bool cached(Cache& cache, int64_t qb, int64_t kb, Fn compute) const {
+        const std::pair<int64_t, int64_t> key(qb, kb);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            auto it = cache.find(key);
+            if (it != cache.end()) return it->second;
+        }
+        const bool keep = compute();
+        std::lock_guard<std::mutex> lock(mutex_);
+        cache.emplace(key, keep);
+        return keep;
+    }
+
     RadialRule rule_;
+    // Block decisions depend only on the positions: computed once, shared by threads and calls.
+    mutable std::mutex mutex_;
+    mutable Cache brute_cache_, fast_cache_;
 };
 
 }  // namespace
 
 std::shared_ptr<const Mechanism> make_radial_blocks(MechanismParams& p) {
-    return std::make_shared<RadialBlocks>(parse_radial_rule(p));
+    const RadialRule rule = parse_radial_rule(p);
+    // A block decision costs O(B·(1 + B/F)) (O(B²) in the reference): bound B.
+    ATTNLAB_CHECK(rule.block <= 4096, InvalidArgument, "[attention spec] radial_blocks: block must be <= 4096, got {}",
+                  rule.block);
+    return std::make_shared<RadialBlocks>(rule);
 }
 
 }  // namespace attnlab::mech
