@@ -182,6 +182,7 @@ TEST(AttentionSpecGrammar, RejectsBadSpecsWithAClearMessage) {
         {"sigmoid+relu", "more than one normalizer"},
         {"causal(x=1)", "has no parameter 'x'"},
         {"native", "unknown mechanism 'native'"},
+        {"radial_blocks(frame=4,block=5000)", "block must be <= 4096"},
     };
     for (const auto& [text, message] : bad) {
         try {
