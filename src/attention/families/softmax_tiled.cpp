@@ -139,7 +139,9 @@ ATTNLAB_ALWAYS_INLINE Vec16 load16(const uint16_t* p) {  // bf16 -> f32 is a 16-
 template <typename E, int R, int NV>
 ATTNLAB_ALWAYS_INLINE void pv_strip(int64_t n, const float* P, int64_t ldp, const E* V, int64_t ldv, int64_t Dv,
                                     int64_t d0, float* O) {
-    Vec16 acc[R][NV] = {};
+    Vec16 acc[R][NV];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < NV; ++c) acc[r][c] = Vec16{};
     for (int64_t j = 0; j < n; ++j) {
         Vec16 v[NV];
         for (int c = 0; c < NV; ++c) v[c] = load16(V + j * ldv + d0 + 16 * c);
@@ -200,32 +202,47 @@ void pv_small_bf16(int64_t R, int64_t n, const float* P, int64_t ldp, const uint
 // hardware prefetchers keep streaming (per-head loops read 1/Hkv of each row and run at memory
 // latency instead). heads: (kv head index, rows) pairs; q rows are (R, D) per kv head,
 // S is (n_kv·R, ld_s), O is (n_kv·R, Dv).
-// Sum of the 16 lanes by halving (4 shuffles and adds instead of 16 scalar adds).
-ATTNLAB_ALWAYS_INLINE float sum_lanes(Vec16 v) {
-    v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-    v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-    v += __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-    v += __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-    return v[0];
+// The lane sums of 16 vectors at once: lane i of the result is the sum of a[i]'s lanes.
+// Four levels halve the group width while keeping the groups in order; 30 shuffles and 15 adds
+// for 16 sums instead of 4 + 4 each.
+ATTNLAB_ALWAYS_INLINE Vec16 sum_lanes16(const Vec16* a) {
+    Vec16 c[8], d[4], e[2];
+    for (int k = 0; k < 8; ++k)
+        c[k] = __builtin_shufflevector(a[2 * k], a[2 * k + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               __builtin_shufflevector(a[2 * k], a[2 * k + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    for (int k = 0; k < 4; ++k)
+        d[k] = __builtin_shufflevector(c[2 * k], c[2 * k + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+               __builtin_shufflevector(c[2 * k], c[2 * k + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    for (int k = 0; k < 2; ++k)
+        e[k] = __builtin_shufflevector(d[2 * k], d[2 * k + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+               __builtin_shufflevector(d[2 * k], d[2 * k + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    return __builtin_shufflevector(e[0], e[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+           __builtin_shufflevector(e[0], e[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 
-// out[r, p] = q_r · k_p for the R query rows and P key rows (P <= 2): each key vector is
-// loaded once for all rows and each query vector once for all keys.
+// Keys scored per step for R query rows: R·P <= 16 dot products share one sum_lanes16.
+template <int R>
+constexpr int keys_per_step() { return R == 1 ? 8 : 16 / R; }
+
+// out[r·ld_out + p] = q_r · k_p for the R query rows and P key rows: each key vector is loaded
+// once for all rows and each query vector once for all keys.
 template <typename E, int R, int P>
 ATTNLAB_ALWAYS_INLINE void dot_rows(const float* q, int64_t D, const E* const* k, float* out, int64_t ld_out) {
-    Vec16 acc[P][R] = {};
+    Vec16 acc[16];
+    for (int i = 0; i < 16; ++i) acc[i] = Vec16{};  // (an `= {}` initialiser became a rep stos)
     int64_t d = 0;
     for (; d + 16 <= D; d += 16) {
         Vec16 kv[P];
         for (int p = 0; p < P; ++p) kv[p] = load16(k[p] + d);
         for (int r = 0; r < R; ++r) {
             const Vec16 qv = load16(q + r * D + d);
-            for (int p = 0; p < P; ++p) acc[p][r] += qv * kv[p];
+            for (int p = 0; p < P; ++p) acc[p * R + r] += qv * kv[p];
         }
     }
+    const Vec16 sums = sum_lanes16(acc);
     for (int p = 0; p < P; ++p)
         for (int r = 0; r < R; ++r) {
-            float sum = sum_lanes(acc[p][r]);
+            float sum = sums[p * R + r];
             for (int64_t e = d; e < D; ++e) sum += q[r * D + e] * to_float(k[p][e]);
             out[r * ld_out + p] = sum;
         }
@@ -235,21 +252,26 @@ template <typename E, int R>
 ATTNLAB_ALWAYS_INLINE void decode_scores_rows(int64_t n, int64_t n_kv, const uint8_t* active, const float* q, int64_t D,
                                               const E* k, int64_t k_stride, float* S, int64_t ld_s,
                                               const char* prefetch, int64_t prefetch_stride, int64_t prefetch_bytes) {
-    constexpr int P = R <= 4 ? 2 : 1;  // key rows per step: 2·R accumulators, plus the key vectors
-    int64_t j = 0;
-    for (; j < n; j += P) {
+    constexpr int P = keys_per_step<R>();
+    for (int64_t j = 0; j < n;) {
         const int64_t keys = std::min<int64_t>(P, n - j);
         // Meanwhile these positions' V rows are requested, in address order, for the per-head
         // P·V that follows (which then reads them from cache instead of at 4 KiB strides).
+        // (One request per 128 bytes: the L2's adjacent-line prefetcher completes the pair.)
         for (int64_t p = 0; p < keys; ++p)
-            for (int64_t b = 0; b < prefetch_bytes; b += 64) __builtin_prefetch(prefetch + (j + p) * prefetch_stride + b);
+            for (int64_t b = 0; b < prefetch_bytes; b += 128) __builtin_prefetch(prefetch + (j + p) * prefetch_stride + b);
         for (int64_t g = 0; g < n_kv; ++g) {
             if (!active[g]) continue;
-            const E* rows[2] = {k + j * k_stride + g * D, k + (j + keys - 1) * k_stride + g * D};
+            const E* rows[P];
+            for (int p = 0; p < P; ++p) rows[p] = k + (j + std::min<int64_t>(p, keys - 1)) * k_stride + g * D;
             float* out = S + g * R * ld_s + j;
-            if (keys == P) dot_rows<E, R, P>(q + g * R * D, D, rows, out, ld_s);
-            else dot_rows<E, R, 1>(q + g * R * D, D, rows, out, ld_s);
+            if (keys == P) {
+                dot_rows<E, R, P>(q + g * R * D, D, rows, out, ld_s);
+            } else {
+                for (int64_t p = 0; p < keys; ++p) dot_rows<E, R, 1>(q + g * R * D, D, rows + p, out + p, ld_s);
+            }
         }
+        j += keys;
     }
 }
 
