@@ -34,6 +34,7 @@ struct Options {
     int64_t T = 4096, S = 0, H = 32, Hkv = 8, D = 128, Dv = 0;
     std::string dtype = "f32";
     int repeats = 5;
+    int rounds = 3;
     int threads = 0;
     bool dense = false, no_torch = false, no_peak = false, json = false;
     std::string python = "/usr/bin/python3";
@@ -133,17 +134,25 @@ int run_bench(Options o) {
     std::vector<float> out(static_cast<size_t>(o.T * o.H * o.Dv)), lse(static_cast<size_t>(o.T * o.H));
     const AttentionOutputs outs = AttentionOutputs::contiguous(out.data(), lse.data(), o.T, o.H, o.Dv);
 
+    // Rounds of (attention timing, FMA peak, read bandwidth) back to back: the host's speed
+    // drifts, so each round's ratios compare figures taken seconds apart, and the median round
+    // is reported.
+    namespace pk = attnlab::cpu::peak;
     const AttentionWork work = attention_work(spec, in);
-    const double seconds = median_seconds(o.repeats, [&] { attention(spec, in, outs); });
+    std::vector<double> round_seconds, round_peak, round_read, peak_ratio, read_ratio;
+    for (int r = 0; r < o.rounds; ++r) {
+        const double t = median_seconds(o.repeats, [&] { attention(spec, in, outs); });
+        round_seconds.push_back(t);
+        if (o.no_peak) continue;
+        round_peak.push_back(pk::fma_gflops(threads, 3));
+        round_read.push_back(pk::read_gbs(threads, size_t{512} << 20, 3));
+        peak_ratio.push_back(work.flops / t / 1e9 / round_peak.back());
+        read_ratio.push_back(work.kv_bytes / t / 1e9 / round_read.back());
+    }
+    const double seconds = median(round_seconds);
+    const double peak_gflops = o.no_peak ? 0 : median(round_peak), read_gbs = o.no_peak ? 0 : median(round_read);
     double dense_seconds = 0;
     if (o.dense) dense_seconds = median_seconds(std::max(1, o.repeats / 2), [&] { attention(AttentionSpec{}, in, outs); });
-
-    namespace pk = attnlab::cpu::peak;
-    double peak_gflops = 0, read_gbs = 0;
-    if (!o.no_peak) {
-        peak_gflops = pk::fma_gflops(threads);
-        read_gbs = pk::read_gbs(threads);
-    }
     std::optional<std::pair<double, std::string>> torch;
     std::string torch_note;
     const std::string mask = torch_mask(spec);
@@ -158,9 +167,14 @@ int run_bench(Options o) {
                             {"Dv", o.Dv}, {"dtype", o.dtype}, {"threads", threads}, {"median_s", seconds},
                             {"gflops", gflops}, {"kept_fraction", work.kept_fraction()}, {"kv_gbs", kv_gbs},
                             {"tiles", work.tiles}, {"kept_tiles", work.kept_tiles}, {"partial_tiles", work.partial_tiles}};
+        j["round_median_s"] = round_seconds;
         if (!o.no_peak) {
             j["fma_peak_gflops"] = peak_gflops;
             j["read_gbs"] = read_gbs;
+            j["fraction_of_fma_peak"] = median(peak_ratio);
+            j["fraction_of_read_bandwidth"] = median(read_ratio);
+            j["round_fraction_of_fma_peak"] = peak_ratio;
+            j["round_fraction_of_read_bandwidth"] = read_ratio;
         }
         if (o.dense) j["dense_median_s"] = dense_seconds;
         if (torch) {
@@ -172,20 +186,28 @@ int run_bench(Options o) {
         std::puts(j.dump().c_str());
         return 0;
     }
-    std::printf("attention %s  T=%lld S=%lld H=%lld Hkv=%lld D=%lld Dv=%lld %s, %d threads, median of %d\n",
+    std::printf("attention %s  T=%lld S=%lld H=%lld Hkv=%lld D=%lld Dv=%lld %s, %d threads, %d rounds of %d runs\n",
                 spec.text().empty() ? "(dense)" : spec.text().c_str(), (long long)o.T, (long long)o.S, (long long)o.H,
-                (long long)o.Hkv, (long long)o.D, (long long)o.Dv, o.dtype.c_str(), threads, o.repeats);
+                (long long)o.Hkv, (long long)o.D, (long long)o.Dv, o.dtype.c_str(), threads, o.rounds, o.repeats);
     std::printf("tiles kept %lld of %lld (%lld partial), kept fraction %.4f\n", (long long)work.kept_tiles,
                 (long long)work.tiles, (long long)work.partial_tiles, work.kept_fraction());
     std::printf("| what | value |\n| --- | ---: |\n");
     std::printf("| attnlab time | %.3f ms |\n", seconds * 1e3);
     std::printf("| effective GFLOP/s (kept tiles) | %.1f |\n", gflops);
+    auto percents = [](const std::vector<double>& v) {
+        std::string s;
+        for (double x : v) s += fmt::format("{}{:.1f}", s.empty() ? "" : ", ", 100.0 * x);
+        return s;
+    };
     if (!o.no_peak) {
-        std::printf("| FMA peak, same run | %.1f GFLOP/s |\n", peak_gflops);
-        std::printf("| %% of FMA peak | %.1f %% |\n", 100.0 * gflops / peak_gflops);
+        std::printf("| FMA peak (median round) | %.1f GFLOP/s |\n", peak_gflops);
+        std::printf("| %% of FMA peak (median of rounds: %s) | %.1f %% |\n", percents(peak_ratio).c_str(),
+                    100.0 * median(peak_ratio));
     }
     std::printf("| K/V read | %.2f GB/s |\n", kv_gbs);
-    if (!o.no_peak) std::printf("| %% of read bandwidth (%.1f GB/s) | %.1f %% |\n", read_gbs, 100.0 * kv_gbs / read_gbs);
+    if (!o.no_peak)
+        std::printf("| %% of read bandwidth %.1f GB/s (median of rounds: %s) | %.1f %% |\n", read_gbs,
+                    percents(read_ratio).c_str(), 100.0 * median(read_ratio));
     if (o.dense) {
         std::printf("| dense (no mask) time | %.3f ms |\n", dense_seconds * 1e3);
         std::printf("| time / (kept fraction x dense) | %.3f |\n", seconds / (work.kept_fraction() * dense_seconds));
@@ -212,7 +234,9 @@ std::function<int()> add_bench_attention(CLI::App& bench) {
     app->add_option("-D", o->D, "Head dim of q and k")->check(CLI::PositiveNumber);
     app->add_option("--dv", o->Dv, "Head dim of v (default D)")->check(CLI::NonNegativeNumber);
     app->add_option("--dtype", o->dtype, "f32 or bf16 inputs (f32 accumulation)");
-    app->add_option("-r,--repeats", o->repeats, "Timed runs (median reported)")->check(CLI::PositiveNumber);
+    app->add_option("-r,--repeats", o->repeats, "Timed runs per round (median)")->check(CLI::PositiveNumber);
+    app->add_option("--rounds", o->rounds, "Rounds of (timing, FMA peak, bandwidth); the median round is reported")
+        ->check(CLI::PositiveNumber);
     app->add_option("-t,--threads", o->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
     app->add_flag("--dense", o->dense, "Also time the unmasked problem: sparse cost vs kept fraction");
     app->add_flag("--no-torch", o->no_torch, "Skip the PyTorch comparison");
