@@ -154,3 +154,31 @@ TEST(AttentionOperator, RejectsBadCalls) {
 
 }  // namespace
 }  // namespace attnlab
+
+namespace attnlab {
+namespace {
+
+// attention_work counts the tiles the kernel keeps: all of them without a mask, the lower
+// triangle's for causal, about window/S of them for a window, and FLOPs to match.
+TEST(AttentionWork, CountsKeptTiles) {
+    AttentionCase c({1, 1024, 1024, 8, 2, 64, 64}, DType::F32, 9);
+    const AttentionInputs in = c.inputs();
+    const AttentionWork dense = attention_work(AttentionSpec{}, in);
+    EXPECT_EQ(dense.kept_tiles, dense.tiles);
+    EXPECT_EQ(dense.partial_tiles, 0);
+    EXPECT_DOUBLE_EQ(dense.flops, dense.dense_flops);
+    EXPECT_DOUBLE_EQ(dense.dense_flops, 2.0 * (64 + 64) * 8 * 1024.0 * 1024.0);
+    const AttentionWork causal = attention_work(AttentionSpec::parse("causal"), in);
+    EXPECT_GT(causal.kept_fraction(), 0.5);  // the diagonal tiles count whole
+    EXPECT_LT(causal.kept_fraction(), 0.65);
+    EXPECT_GT(causal.partial_tiles, 0);
+    const AttentionWork window = attention_work(AttentionSpec::parse("causal+window(size=128)"), in);
+    EXPECT_LT(window.kept_fraction(), 0.4);
+    EXPECT_GT(window.kept_fraction(), 128.0 / 1024.0);
+    // Decode reads every K/V row once per kv head: S·(D + Dv)·4 bytes each.
+    AttentionCase d({1, 1, 4096, 8, 2, 64, 64}, DType::F32, 10);
+    EXPECT_DOUBLE_EQ(attention_work(AttentionSpec::parse("causal"), d.inputs()).kv_bytes, 2 * 4096.0 * 128 * 4);
+}
+
+}  // namespace
+}  // namespace attnlab

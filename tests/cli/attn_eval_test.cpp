@@ -5,6 +5,8 @@
 #include <attnlab/attention.h>
 #include <attnlab/safetensors.h>
 
+#include <nlohmann/json.hpp>
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -101,6 +103,38 @@ TEST(AttnEval, BadInputGetsOneErrorLine) {
     }
     auto r = test::run_cli({"attn-eval", "--inputs", in, "--out", out});  // no --spec: usage error
     EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace attnlab
+
+namespace attnlab {
+namespace {
+
+// The benchmark commands run end to end on small shapes (timings are not checked).
+TEST(BenchCommands, AttentionAndDepthRun) {
+    auto r = test::run_cli({"bench", "attention", "--spec", "causal+window(size=64)", "-T", "64", "-S", "300", "-H",
+                            "4", "--hkv", "2", "-D", "32", "-r", "1", "--rounds", "1", "--no-torch", "--no-peak",
+                            "--dense", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["spec"], "causal+window(size=64)");
+    EXPECT_GT(j["kept_fraction"].get<double>(), 0.0);
+    EXPECT_LE(j["kept_fraction"].get<double>(), 1.0);
+    EXPECT_GT(j["median_s"].get<double>(), 0.0);
+    r = test::run_cli({"bench", "attention", "--spec", "causl", "--no-torch", "--no-peak"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("unknown mechanism"), std::string::npos) << r.err;
+    r = test::run_cli({"bench"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("-m/--model is required"), std::string::npos) << r.err;
+    const std::string model = std::string(ATTNLAB_SOURCE_DIR) + "/models/tinylm";
+    r = test::run_cli({"bench", "-m", model, "-p", "16", "-n", "4", "-d", "32", "-r", "1", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("pp16 @ d32"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("tg4 @ d32"), std::string::npos) << r.out;
+    r = test::run_cli({"bench", "-m", model, "-p", "16", "-n", "4", "-d", "5000", "-r", "1"});
+    EXPECT_EQ(r.exit_code, 1);
 }
 
 }  // namespace
