@@ -182,3 +182,32 @@ TEST(AttentionWork, CountsKeptTiles) {
 
 }  // namespace
 }  // namespace attnlab
+
+namespace attnlab {
+namespace {
+
+// Decode (split keys) with a head range that cuts GQA groups unevenly: heads 1..5 of 8 over
+// 2 kv heads give groups of 3 and 2 heads (the model path does this for per-head specs);
+// heads 4..7 are one whole group (the split-keys path).
+TEST(AttentionOperator, DecodeWithUnevenHeadRangeMatchesReference) {
+    for (auto [begin, end] : {std::pair<int64_t, int64_t>{1, 6}, {0, 3}, {5, 8}, {4, 8}}) {
+        AttentionCase c({1, 1, 700, 8, 2, 64, 64}, DType::F32, 21);
+        AttentionInputs in = c.inputs();
+        in.head_begin = begin;
+        in.head_end = end;
+        testing::AttentionResult got, want;
+        AttentionOutputs go = got.outputs(c.shape, true), wo = want.outputs(c.shape, true);
+        const AttentionSpec spec = AttentionSpec::parse("causal+window(size=300)");
+        attention(spec, in, go);
+        attention_reference(spec, in, wo);
+        for (int64_t h = begin; h < end; ++h) {
+            for (int64_t d = 0; d < 64; ++d) EXPECT_NEAR(got.out[h * 64 + d], want.out[h * 64 + d], 1e-5) << h;
+            EXPECT_NEAR(got.lse[h], want.lse[h], 1e-5) << h;
+        }
+        for (int64_t h = 0; h < 8; ++h)
+            if (h < begin || h >= end) EXPECT_EQ(got.out[h * 64], 12345.0f) << h;
+    }
+}
+
+}  // namespace
+}  // namespace attnlab

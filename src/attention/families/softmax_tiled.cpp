@@ -1,17 +1,18 @@
 // The tiled CPU attention kernel (flash-style online normalisation) for every spec.
 //
 // Work item = (batch, kv head, block of query positions). The query rows of every head that
-// reads the kv head are stacked into one (R, D) matrix (R ≈ 112 rows: 8 micro-panels of the
+// reads the kv head are stacked into one (R, D) matrix (R ≈ 224 rows: 16 micro-panels of the
 // AVX-512 GEMM), pre-multiplied by the scale, so each key tile is loaded once for the whole
 // GQA group. For each key tile of kKeyTile positions the masks `visit` the tile first:
 //   Skip    -> the tile costs nothing (block-sparse masks cost ∝ the tiles they keep);
 //   Full    -> no per-element mask work;
 //   Partial -> only the masks that said Partial run `mask_span` on the tile's rows.
 // Scores S = Q·Kᵀ and the update O += P·V run through the matmul kernel on K/V tiles packed
-// once per thread and kv head (cpu::linear_packed). Decode (R <= 8 rows) takes the GEMV path for
-// S and a register-blocked streaming P·V, both bound by reading K and V once, and splits the
-// keys across threads (split-KV) with a final merge of the partial (m, l, O). The running row max m and sum l are kept per row; nothing T×S is
-// allocated unless the caller asked for scores or pattern.
+// once per thread and kv head (cpu::linear_packed). Decode (<= 8 stacked rows per kv head)
+// splits the keys across threads instead (split-KV: each item walks 64-position tiles for
+// every kv head, see decode_tile) and merges the partial (m, l, O) at the end; a single short
+// tile goes through the GEMV and a register-blocked P·V. The running row max m and sum l are
+// kept per row; nothing T×S is allocated unless the caller asked for scores or pattern.
 #include "attention/call.h"
 
 // The 64-byte GCC vectors below are passed between always-inline helpers only; GCC's note that
@@ -350,9 +351,12 @@ public:
         panel_ = cpu::packed_panel_width();
         dv_padded_ = (in_.Dv + panel_ - 1) / panel_ * panel_;
         // Decode-sized calls (every group fits the streaming path) split the keys instead of
-        // the queries: each item streams a contiguous range of positions for all kv heads.
+        // the queries: each item streams a contiguous range of positions for all kv heads. The
+        // split path lays the groups out with one row count, so a head range that cuts GQA
+        // groups unevenly (per-head specs) takes the query-block path instead.
         const int64_t tiles = (in_.S + kKeyTile - 1) / kKeyTile;
-        split_ = heads_ * in_.T <= kSmallRows && tiles >= 2;
+        const bool even_groups = n_kv_ == 1 || (c_.head_begin % c_.group == 0 && c_.head_end % c_.group == 0);
+        split_ = even_groups && heads_ * in_.T <= kSmallRows && tiles >= 2;
         chunks_ = split_ ? std::min<int64_t>(tiles, std::max<int64_t>(4 * num_threads(), 2)) : 1;
     }
 
@@ -361,13 +365,14 @@ public:
         AttentionWork work;
         const double row_flops = 2.0 * double(in_.D + in_.Dv);
         work.dense_flops = row_flops * double(in_.B) * double(c_.head_end - c_.head_begin) * double(in_.T) * double(in_.S);
+        const int64_t tile = split_ ? kDecodeTile : kKeyTile;  // the tiles run() visits
         Workspace w;
         for (int64_t b = 0; b < in_.B; ++b)
             for (int64_t hk = kv_begin_; hk < kv_end_; ++hk)
                 for (int64_t t0 = 0; t0 < in_.T; t0 += block_) {
                     const RowGroup g = describe_group(b, hk, t0, std::min(block_, in_.T - t0));
-                    for (int64_t j0 = 0; j0 < in_.S; j0 += kKeyTile) {
-                        const int64_t n = std::min(kKeyTile, in_.S - j0);
+                    for (int64_t j0 = 0; j0 < in_.S; j0 += tile) {
+                        const int64_t n = std::min(tile, in_.S - j0);
                         ++work.tiles;
                         if (!visit_tile(w, g, j0, n)) continue;
                         ++work.kept_tiles;
@@ -480,18 +485,8 @@ private:
             cpu::linear(g.q, D, k_view, nullptr, w.s.data(), kKeyTile, R);
         }
         for (int64_t r = 0; r < R; ++r) {
-            const int64_t gh = r / g.rows, h = g.first_head + gh, t = g.t0 + r % g.rows;
-            float* s = w.s.data() + r * kKeyTile;
-            if (w.head_visit[gh] == TileVisit::Skip) {
-                std::fill_n(s, n, 0.0f);
-                continue;
-            }
-            const RowSpan span{g.b, h, g.hk, c_.positions[t], j0, n, &c_.ctx};
-            for (const Mechanism* m : c_.score_mods) m->modify_span(span, s);
-            for (size_t mi = 0; mi < n_masks; ++mi)
-                if (w.mask_partial[gh * n_masks + mi]) c_.masks[mi]->mask_span(span, s);
-            if (want_rows_) std::copy_n(s, n, row_buffer(g.b, h, t) + j0);
-            normalise_tile_row(g, r, s, n);
+            const int64_t gh = r / g.rows;
+            score_row(g, r, w.s.data() + r * kKeyTile, j0, n, w.head_visit[gh], w.mask_partial.data() + gh * n_masks);
         }
         // O (R, Dv) += P (R, n) · V[j0 : j0+n] (n, Dv)
         if (packed) {
@@ -602,18 +597,9 @@ private:
         for (int64_t k = 0; k < n_kv; ++k) {
             RowGroup& g = groups[k];
             for (int64_t r = 0; r < R; ++r) {
-                const int64_t gh = r / g.rows, h = g.first_head + gh, t = g.t0 + r % g.rows;
-                float* srow = w.s.data() + (k * R + r) * kKeyTile;
-                if (!active[k] || head_visit[k * heads_ + gh] == TileVisit::Skip) {
-                    std::fill_n(srow, n, 0.0f);
-                    continue;
-                }
-                const RowSpan span{g.b, h, g.hk, c_.positions[t], j0, n, &c_.ctx};
-                for (const Mechanism* m : c_.score_mods) m->modify_span(span, srow);
-                for (size_t mi = 0; mi < n_masks; ++mi)
-                    if (partial[(k * heads_ + gh) * n_masks + mi]) c_.masks[mi]->mask_span(span, srow);
-                if (want_rows_) std::copy_n(srow, n, row_buffer(g.b, h, t) + j0);
-                normalise_tile_row(g, r, srow, n);
+                const int64_t gh = r / g.rows;
+                const TileVisit v = active[k] ? head_visit[k * heads_ + gh] : TileVisit::Skip;
+                score_row(g, r, w.s.data() + (k * R + r) * kKeyTile, j0, n, v, partial.data() + (k * heads_ + gh) * n_masks);
             }
         }
         // O += P·V per kv head, outputs in registers over the tile (the V rows are in cache now).
@@ -668,6 +654,23 @@ private:
             any |= verdict != TileVisit::Skip;
         }
         return any;
+    }
+
+    // Row r of a group on the key tile [j0, j0+n): score modifiers, the masks that said Partial
+    // (`partial`, one flag per mask), the stored score row if asked for, then the online
+    // normaliser. A skipped head's row becomes zeros (no weight in P·V).
+    void score_row(RowGroup& g, int64_t r, float* s, int64_t j0, int64_t n, TileVisit visit, const uint8_t* partial) {
+        if (visit == TileVisit::Skip) {
+            std::fill_n(s, n, 0.0f);
+            return;
+        }
+        const int64_t h = g.first_head + r / g.rows, t = g.t0 + r % g.rows;
+        const RowSpan span{g.b, h, g.hk, c_.positions[t], j0, n, &c_.ctx};
+        for (const Mechanism* m : c_.score_mods) m->modify_span(span, s);
+        for (size_t mi = 0; mi < c_.masks.size(); ++mi)
+            if (partial[mi]) c_.masks[mi]->mask_span(span, s);
+        if (want_rows_) std::copy_n(s, n, row_buffer(g.b, h, t) + j0);
+        normalise_tile_row(g, r, s, n);
     }
 
     // Turns row r's scores into this tile's probabilities, rescaling the row's running state.
