@@ -18,6 +18,7 @@
 
 #include <attnlab/tensor.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -141,12 +142,56 @@ struct AttentionInputs {
                                       int64_t T, int64_t S, int64_t H, int64_t Hkv, int64_t D, int64_t Dv);
 };
 
+// Attention statistics, computed inside the kernel from each row's probabilities p_j (the
+// normalizer's output, sinks excluded) without storing anything T×S: O(T·H) memory per
+// statistic, so they work at any context length, decode steps included. Fill in what to
+// measure, point the outputs wanted at buffers (null = not computed), pass it in
+// AttentionOutputs::stats. Per row (b, t, h) at query position i; every buffer is written for
+// the call's heads only.
+struct AttentionStats {
+    // --- what to measure ---
+    std::vector<int64_t> keys;     // chosen key positions (e.g. 0 for BOS), K of them
+    std::vector<int64_t> offsets;  // chosen distances i - j (1 = previous token), R of them
+    const int32_t* segments = nullptr;  // (S) segment id of each key position, in [0, n_segments)
+    int64_t n_segments = 0;
+    int64_t n_distance_bins = 0;   // distance_mass bins (see distance_bin); the last one takes the rest
+
+    // --- outputs ---
+    float* mass = nullptr;           // (B, T, H) Σ_j p_j (1 for softmax, less when a sink logit takes a share)
+    float* entropy = nullptr;        // (B, T, H) −Σ_j p_j ln p_j, nats (0 for rows that keep nothing)
+    float* sum_sq = nullptr;         // (B, T, H) Σ_j p_j² (the row's share of ‖A‖_F²)
+    int64_t* top_key = nullptr;      // (B, T, H) argmax_j p_j, the lowest j on ties (-1: nothing kept)
+    float* top_prob = nullptr;       // (B, T, H) p at top_key (0: nothing kept)
+    float* key_mass = nullptr;       // (B, T, H, K) p at each chosen key (0 if outside the keys)
+    float* offset_mass = nullptr;    // (B, T, H, R) p at key i - offset
+    float* segment_mass = nullptr;   // (B, T, H, n_segments) Σ p over each segment's keys
+    float* distance_mass = nullptr;  // (B, T, H, n_distance_bins) Σ p over each bin of i - j
+    float* column_sum = nullptr;     // (B, H, S) Σ over the call's query rows of p_ij (received
+                                     // mass per key; costs a second pass over the kept tiles)
+
+    bool wants_rows() const {
+        return mass || entropy || sum_sq || top_key || top_prob || key_mass || offset_mass || segment_mass ||
+               distance_mass;
+    }
+    // Bin of a distance d = i - j: 0 for keys after the query (d < 0), 1 for d = 0, then
+    // log2 bins: 2 for d = 1, 3 for d in [2, 3], 4 for [4, 7], ...
+    static int64_t distance_bin(int64_t d) {
+        if (d < 0) return 0;
+        int64_t bin = 1;
+        for (; d > 0; d >>= 1) ++bin;
+        return bin;
+    }
+    // Enough bins for every distance below max_distance (e.g. the context length).
+    static int64_t distance_bins_for(int64_t max_distance) { return distance_bin(std::max<int64_t>(max_distance - 1, 0)) + 1; }
+};
+
 struct AttentionOutputs {
     float* out = nullptr;  // (B, T, H, Dv) f32: position stride out_stride, batch stride out_batch_stride
     int64_t out_stride = 0, out_batch_stride = 0;
     float* lse = nullptr;      // (B, T, H) natural log (see top of file)
     float* scores = nullptr;   // (B, H, T, S) modified, masked (-inf) scores
     float* pattern = nullptr;  // (B, H, T, S) probabilities p (0 where masked)
+    AttentionStats* stats = nullptr;  // statistics to compute in the same pass (see AttentionStats)
 
     // Contiguous out (B, T, H, Dv) and lse (B, T, H) (lse may be null).
     static AttentionOutputs contiguous(float* out, float* lse, int64_t T, int64_t H, int64_t Dv);
@@ -169,5 +214,9 @@ AttentionWork attention_work(const AttentionSpec& spec, const AttentionInputs& i
 // oracle for tests (O(T·S) time per head, no tiling).
 void attention_reference(const AttentionSpec& spec, const AttentionInputs& in,
                          const AttentionOutputs& out);
+
+// The statistics of a materialised pattern (B, H, T, S), in float64: what the kernel's
+// in-pass statistics must equal. `in` gives the shapes, query positions and head range.
+void attention_stats_from_pattern(const AttentionInputs& in, const float* pattern, AttentionStats& stats);
 
 }  // namespace attnlab

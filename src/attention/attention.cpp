@@ -1,6 +1,7 @@
 // The attention operator's entry points: validation shared by every implementation, then
 // dispatch (the tiled CPU kernel; the float64 reference is a separate entry for tests).
 #include "attention/call.h"
+#include "attention/stats.h"
 
 #include <attnlab/error.h>
 
@@ -33,6 +34,7 @@ AttentionCall::AttentionCall(const AttentionSpec& spec, const AttentionInputs& i
     ATTNLAB_CHECK(0 <= head_begin && head_begin < head_end && head_end <= a.H, InvalidArgument,
                   "[attention] head range [{}, {}) is not within 0..{}", head_begin, head_end, a.H);
     group = a.H / a.Hkv;
+    if (out_.stats) validate_stats(*out_.stats, a);
     scale = spec.scale > 0 ? spec.scale : 1.0 / std::sqrt(double(a.D));
     normalizer = spec.normalizer();
     positions.resize(static_cast<size_t>(a.T));

@@ -1,12 +1,14 @@
 // The float64 reference: every score from the mechanisms' definitions (keep / modify), one
 // row at a time, no tiling and no online softmax. The oracle the tests hold the kernels to.
 #include "attention/call.h"
+#include "attention/stats.h"
 
 #include <attnlab/half.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace attnlab {
@@ -25,6 +27,8 @@ void attention_reference(const AttentionSpec& spec, const AttentionInputs& in, c
     const double neg_inf = -std::numeric_limits<double>::infinity();
     const Normalizer norm = call.normalizer;
     std::vector<double> s(static_cast<size_t>(in.S)), p(static_cast<size_t>(in.S));
+    std::optional<detail::RowStatsWriter> stats;
+    if (out.stats) stats.emplace(*out.stats, in);
     for (int64_t b = 0; b < in.B; ++b) {
         for (int64_t h = call.head_begin; h < call.head_end; ++h) {
             const int64_t hk = h / call.group;
@@ -80,6 +84,7 @@ void attention_reference(const AttentionSpec& spec, const AttentionInputs& in, c
                     o[d] = static_cast<float>(acc);
                 }
                 if (out.lse) out.lse[(b * in.T + t) * in.H + h] = static_cast<float>(lse);
+                if (stats) stats->add_row(b, t, h, i, p.data());
                 const int64_t row = ((b * in.H + h) * in.T + t) * in.S;
                 for (int64_t j = 0; j < in.S; ++j) {
                     if (out.scores) out.scores[row + j] = static_cast<float>(s[j]);
@@ -88,6 +93,7 @@ void attention_reference(const AttentionSpec& spec, const AttentionInputs& in, c
             }
         }
     }
+    if (stats) stats->finish(call.head_begin, call.head_end);
 }
 
 }  // namespace attnlab

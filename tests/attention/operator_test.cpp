@@ -205,7 +205,9 @@ TEST(AttentionOperator, DecodeWithUnevenHeadRangeMatchesReference) {
             EXPECT_NEAR(got.lse[h], want.lse[h], 1e-5) << h;
         }
         for (int64_t h = 0; h < 8; ++h)
-            if (h < begin || h >= end) EXPECT_EQ(got.out[h * 64], 12345.0f) << h;
+            if (h < begin || h >= end) {
+                EXPECT_EQ(got.out[h * 64], 12345.0f) << h;
+            }
     }
 }
 

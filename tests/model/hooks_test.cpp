@@ -61,7 +61,9 @@ TEST_F(HooksTest, EveryPointHasItsShapeAndTheIdentitiesHold) {
                 double sum = 0;
                 for (int64_t j = 0; j < T; ++j) {
                     sum += pat[(h * T + i) * T + j];
-                    if (j > i) EXPECT_EQ(pat[(h * T + i) * T + j], 0.0f);
+                    if (j > i) {
+                        EXPECT_EQ(pat[(h * T + i) * T + j], 0.0f);
+                    }
                 }
                 EXPECT_NEAR(sum, 1.0, 1e-5);
             }

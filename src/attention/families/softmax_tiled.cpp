@@ -14,6 +14,7 @@
 // tile goes through the GEMV and a register-blocked P·V. The running row max m and sum l are
 // kept per row; nothing T×S is allocated unless the caller asked for scores or pattern.
 #include "attention/call.h"
+#include "attention/families/tile_stats.h"
 
 // The 64-byte GCC vectors below are passed between always-inline helpers only; GCC's note that
 // their ABI differs without AVX-512 concerns calls that never happen.
@@ -33,6 +34,7 @@
 #include <cstring>
 #include <cstdlib>
 #include <limits>
+#include <mutex>
 #include <new>
 #include <vector>
 
@@ -79,6 +81,38 @@ float exp_shift_sum(float* s, int64_t n, float m) {
         sum += s[k];
     }
     return sum;
+}
+
+// exp_shift_sum that also returns Σ e^(s-m)·(s-m) over the kept entries (the entropy part of
+// the statistics; masked entries contribute 0, not 0·-inf).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+float exp_shift_sum_entropy(float* s, int64_t n, float m, float* entropy_part) {
+    float sum = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(+ : sum, dot)
+    for (int64_t k = 0; k < n; ++k) {
+        const float x = s[k] - m;
+        const float p = cpu::exp_approx(x);
+        s[k] = p;
+        sum += p;
+        dot += p > 0.0f ? p * x : 0.0f;
+    }
+    *entropy_part = dot;
+    return sum;
+}
+
+// Σ p·ln p over a row of final probabilities (sigmoid, relu statistics; rare, so scalar logs).
+float p_log_p_sum(const float* p, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t k = 0; k < n; ++k)
+        if (p[k] > 0.0f) sum += p[k] * std::log(p[k]);
+    return sum;
+}
+
+// col[k] += e^(s[k] - lse) for the kept entries (column sums of softmax rows).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void add_softmax_probabilities(float* col, const float* s, int64_t n, float lse) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) col[k] += cpu::exp_approx(s[k] - lse);
 }
 
 // s = σ(s + bias); returns Σ s.
@@ -316,12 +350,18 @@ struct RowGroup {
     float* m = nullptr;          // (R) running max (softmax)
     float* l = nullptr;          // (R) running sum of p
     int64_t* kept = nullptr;     // (R) kept keys (relu)
+    float* acc = nullptr;        // (R, stats width) statistics accumulators (see tile_stats.h)
+    float* top_s = nullptr;      // (R) best score so far (statistics)
+    int64_t* top_j = nullptr;    // (R) its key
 };
 
 struct Workspace {
     // State of the row groups a work item carries (one, or every kv head for split keys).
     std::vector<float> q, o, m, l;
     std::vector<int64_t> kept;
+    std::vector<float> acc, top_s;         // statistics (see RowGroup)
+    std::vector<int64_t> top_j;
+    std::vector<float> columns;            // (heads, S) column sums of one work item
     std::vector<float> s;                  // (R, kKeyTile) scores, then probabilities
     std::vector<TileVisit> head_visit;     // (heads)
     std::vector<uint8_t> mask_partial;     // (heads, masks)
@@ -339,7 +379,8 @@ struct Workspace {
 class TiledAttention {
 public:
     explicit TiledAttention(const AttentionCall& call)
-        : c_(call), in_(*call.in), out_(*call.out), esize_(in_.dtype == DType::BF16 ? 2 : 4) {
+        : c_(call), in_(*call.in), out_(*call.out), esize_(in_.dtype == DType::BF16 ? 2 : 4),
+          stats_(out_.stats, in_, call.normalizer) {
         kv_begin_ = c_.head_begin / c_.group;
         kv_end_ = (c_.head_end - 1) / c_.group + 1;
         n_kv_ = kv_end_ - kv_begin_;
@@ -348,6 +389,7 @@ public:
         block_ = std::max<int64_t>(1, std::min(in_.T, (kTargetRows + heads_ - 1) / heads_));
         n_blocks_ = (in_.T + block_ - 1) / block_;
         want_rows_ = out_.scores != nullptr || out_.pattern != nullptr;
+        want_columns_ = out_.stats != nullptr && out_.stats->column_sum != nullptr;
         panel_ = cpu::packed_panel_width();
         dv_padded_ = (in_.Dv + panel_ - 1) / panel_ * panel_;
         // Decode-sized calls (every group fits the streaming path) split the keys instead of
@@ -392,7 +434,20 @@ public:
                 for (int64_t h = c_.head_begin; h < c_.head_end; ++h)
                     std::fill_n(rows + ((b * in_.H + h) * in_.T) * in_.S, in_.T * in_.S, kNegInf);
         }
-        if (split_) return run_split_keys();
+        if (want_columns_) columns_.assign(static_cast<size_t>(in_.B * in_.H * in_.S), 0.0);
+        if (split_) run_split_keys();
+        else run_query_blocks();
+        if (want_columns_)
+            for (int64_t b = 0; b < in_.B; ++b)
+                for (int64_t h = c_.head_begin; h < c_.head_end; ++h)
+                    for (int64_t j = 0; j < in_.S; ++j) {
+                        const int64_t k = (b * in_.H + h) * in_.S + j;
+                        out_.stats->column_sum[k] = static_cast<float>(columns_[k]);
+                    }
+    }
+
+private:
+    void run_query_blocks() {
         const int64_t items = in_.B * n_kv_ * n_blocks_;
         parallel_for(items, [&](int64_t begin, int64_t end, int) {
             thread_local Workspace w;  // the pool's threads persist: buffers are reused across calls
@@ -407,11 +462,11 @@ public:
                 RowGroup g = start_group(w, 0, b, hk, blk * block_, std::min(block_, in_.T - blk * block_));
                 for (int64_t j0 = 0; j0 < in_.S; j0 += kKeyTile) run_tile(w, g, j0, std::min(kKeyTile, in_.S - j0));
                 finish_group(g);
+                if (want_columns_) column_pass(w, g);
             }
         });
     }
 
-private:
     const char* at(const void* base, int64_t element) const {
         return static_cast<const char*>(base) + element * esize_;
     }
@@ -443,6 +498,11 @@ private:
             w.l.resize(slots * R);
             w.kept.resize(slots * R);
             w.s.resize(static_cast<size_t>(R * kKeyTile));
+            if (stats_.active()) {
+                w.acc.resize(slots * R * stats_.width());
+                w.top_s.resize(slots * R);
+                w.top_j.resize(slots * R);
+            }
         }
         g.q = w.q.data() + base * D;
         g.o = w.o.data() + base * Dv;
@@ -453,6 +513,12 @@ private:
         std::fill_n(g.m, R, kNegInf);
         std::fill_n(g.l, R, 0.0f);
         std::fill_n(g.kept, R, 0);
+        if (stats_.active()) {
+            g.acc = w.acc.data() + base * stats_.width();
+            g.top_s = w.top_s.data() + base;
+            g.top_j = w.top_j.data() + base;
+            TileStats::reset(g.acc, g.top_s, g.top_j, R, stats_.width());
+        }
         const float scale = static_cast<float>(c_.scale);
         for (int64_t r = 0; r < R; ++r) {
             const int64_t h = g.first_head + r / rows, t = t0 + r % rows;
@@ -509,6 +575,9 @@ private:
         std::vector<float> part_o(static_cast<size_t>(slots * R * Dv)), part_m(static_cast<size_t>(slots * R)),
             part_l(static_cast<size_t>(slots * R));
         std::vector<int64_t> part_kept(static_cast<size_t>(slots * R));
+        const int64_t W = stats_.width();  // statistics accumulators per row (0 without)
+        std::vector<float> part_acc(static_cast<size_t>(slots * R * W)), part_top_s(stats_.active() ? slots * R : 0);
+        std::vector<int64_t> part_top_j(part_top_s.size());
         parallel_for(in_.B * chunks_, [&](int64_t begin, int64_t end, int) {
             thread_local Workspace w;
             for (int64_t item = begin; item < end; ++item) {
@@ -523,10 +592,17 @@ private:
                 std::copy_n(w.m.data(), n_kv_ * R, part_m.data() + slot0 * R);
                 std::copy_n(w.l.data(), n_kv_ * R, part_l.data() + slot0 * R);
                 std::copy_n(w.kept.data(), n_kv_ * R, part_kept.data() + slot0 * R);
+                if (stats_.active()) {
+                    std::copy_n(w.acc.data(), n_kv_ * R * W, part_acc.data() + slot0 * R * W);
+                    std::copy_n(w.top_s.data(), n_kv_ * R, part_top_s.data() + slot0 * R);
+                    std::copy_n(w.top_j.data(), n_kv_ * R, part_top_j.data() + slot0 * R);
+                }
             }
         });
         // Merge the chunks of each (batch, kv head) into chunk 0's slot and finish it there.
         const bool softmax = c_.normalizer.kind == NormalizerKind::Softmax;
+        Workspace column_w;  // column sums: the merged groups' queries and the second pass
+        std::vector<float> acc(static_cast<size_t>(W));
         for (int64_t b = 0; b < in_.B; ++b)
             for (int64_t k = 0; k < n_kv_; ++k) {
                 auto slot = [&](int64_t chunk) { return (b * chunks_ + chunk) * n_kv_ + k; };
@@ -536,6 +612,11 @@ private:
                 g.m = part_m.data() + s0 * R;
                 g.l = part_l.data() + s0 * R;
                 g.kept = part_kept.data() + s0 * R;
+                if (stats_.active()) {
+                    g.acc = part_acc.data() + s0 * R * W;
+                    g.top_s = part_top_s.data() + s0 * R;
+                    g.top_j = part_top_j.data() + s0 * R;
+                }
                 for (int64_t r = 0; r < R; ++r) {
                     float M = kNegInf;
                     for (int64_t c = 0; c < chunks_; ++c) M = std::max(M, part_m[slot(c) * R + r]);
@@ -552,12 +633,30 @@ private:
                         const float* oc = part_o.data() + sc * Dv;
                         for (int64_t d = 0; d < Dv; ++d) o[d] += weight * oc[d];
                     }
+                    if (stats_.active()) {  // accumulators rebased to M; the best score of all chunks
+                        std::fill(acc.begin(), acc.end(), 0.0f);
+                        float top_s = kNegInf;
+                        int64_t top_j = -1;
+                        for (int64_t c = 0; c < chunks_; ++c) {  // in key order: ties keep the lower key
+                            const int64_t sc = slot(c) * R + r;
+                            stats_.merge(acc.data(), part_acc.data() + sc * W, softmax ? part_m[sc] : 0.0f,
+                                         softmax ? M : 0.0f);
+                            if (part_top_s[sc] > top_s) top_s = part_top_s[sc], top_j = part_top_j[sc];
+                        }
+                        std::copy(acc.begin(), acc.end(), g.acc + r * W);
+                        g.top_s[r] = top_s;
+                        g.top_j[r] = top_j;
+                    }
                     g.m[r] = M;
                     g.l[r] = l;
                     g.kept[r] = kept;
                     std::copy(o.begin(), o.end(), g.o + r * Dv);
                 }
                 finish_group(g);
+                if (want_columns_) {
+                    g.q = start_group(column_w, 0, b, kv_begin_ + k, 0, in_.T).q;
+                    column_pass(column_w, g);
+                }
             }
     }
 
@@ -660,24 +759,41 @@ private:
     // (`partial`, one flag per mask), the stored score row if asked for, then the online
     // normaliser. A skipped head's row becomes zeros (no weight in P·V).
     void score_row(RowGroup& g, int64_t r, float* s, int64_t j0, int64_t n, TileVisit visit, const uint8_t* partial) {
-        if (visit == TileVisit::Skip) {
+        if (!prepare_row(g, r, s, j0, n, visit, partial)) {
             std::fill_n(s, n, 0.0f);
             return;
         }
+        const int64_t h = g.first_head + r / g.rows, t = g.t0 + r % g.rows;
+        if (want_rows_) std::copy_n(s, n, row_buffer(g.b, h, t) + j0);
+        normalise_tile_row(g, r, s, c_.positions[t], j0, n);
+    }
+
+    // Row r's final scores on the tile: modifiers, then the masks that said Partial. False if
+    // the row's head skips the tile.
+    bool prepare_row(const RowGroup& g, int64_t r, float* s, int64_t j0, int64_t n, TileVisit visit,
+                     const uint8_t* partial) const {
+        if (visit == TileVisit::Skip) return false;
         const int64_t h = g.first_head + r / g.rows, t = g.t0 + r % g.rows;
         const RowSpan span{g.b, h, g.hk, c_.positions[t], j0, n, &c_.ctx};
         for (const Mechanism* m : c_.score_mods) m->modify_span(span, s);
         for (size_t mi = 0; mi < c_.masks.size(); ++mi)
             if (partial[mi]) c_.masks[mi]->mask_span(span, s);
-        if (want_rows_) std::copy_n(s, n, row_buffer(g.b, h, t) + j0);
-        normalise_tile_row(g, r, s, n);
+        return true;
     }
 
-    // Turns row r's scores into this tile's probabilities, rescaling the row's running state.
-    void normalise_tile_row(RowGroup& g, int64_t r, float* s, int64_t n) {
+    // Turns row r's scores (query position i, keys j0 ..) into this tile's probabilities,
+    // rescaling the row's running state and statistics.
+    void normalise_tile_row(RowGroup& g, int64_t r, float* s, int64_t i, int64_t j0, int64_t n) {
+        const bool stats = stats_.active();
+        float* acc = stats ? g.acc + r * stats_.width() : nullptr;
+        float tile_max = kNegInf;
+        if (c_.normalizer.kind == NormalizerKind::Softmax || (stats && stats_.wants_top())) {
+            tile_max = row_max(s, n);
+            if (stats && stats_.wants_top()) stats_.see_scores(g.top_s + r, g.top_j + r, s, j0, n, tile_max);
+        }
+        float sum = 0.0f, entropy_part = 0.0f;
         switch (c_.normalizer.kind) {
             case NormalizerKind::Softmax: {
-                const float tile_max = row_max(s, n);
                 if (tile_max == kNegInf) {  // nothing kept in this tile
                     std::fill_n(s, n, 0.0f);
                     return;
@@ -687,18 +803,48 @@ private:
                     const float alpha = cpu::exp_approx(g.m[r] - m_new);  // 0 on the first kept tile
                     g.l[r] *= alpha;
                     scale_row(g.o + r * in_.Dv, in_.Dv, alpha);
+                    if (stats) stats_.rescale(acc, alpha, g.m[r], m_new);
                     g.m[r] = m_new;
                 }
-                g.l[r] += exp_shift_sum(s, n, m_new);
-                return;
+                sum = stats ? exp_shift_sum_entropy(s, n, m_new, &entropy_part) : exp_shift_sum(s, n, m_new);
+                break;
             }
             case NormalizerKind::Sigmoid:
-                g.l[r] += sigmoid_sum(s, n, static_cast<float>(c_.normalizer.bias));
-                return;
+                sum = sigmoid_sum(s, n, static_cast<float>(c_.normalizer.bias));
+                if (stats) entropy_part = p_log_p_sum(s, n);
+                break;
             case NormalizerKind::Relu:
-                g.l[r] += relu_sum(s, n, &g.kept[r]);
-                return;
+                sum = relu_sum(s, n, &g.kept[r]);
+                if (stats) entropy_part = p_log_p_sum(s, n);
+                break;
         }
+        g.l[r] += sum;
+        if (stats) stats_.add_tile(acc, s, i, j0, n, sum, entropy_part);
+    }
+
+    // The row's normalisation once every key is seen: out = factor·o, p = factor·p̃.
+    RowFinal final_of(const RowGroup& g, int64_t r, int64_t h) const {
+        RowFinal f;
+        switch (c_.normalizer.kind) {
+            case NormalizerKind::Softmax: {
+                if (g.m[r] == kNegInf) break;
+                double m = g.m[r];
+                const std::vector<double> extra = c_.extra_logits_of(h);
+                for (double e : extra) m = std::max(m, e);
+                double z = double(g.l[r]) * std::exp(double(g.m[r]) - m);
+                for (double e : extra) z += std::exp(e - m);
+                f = {false, static_cast<float>(std::exp(double(g.m[r]) - m) / z), m + std::log(z), g.m[r]};
+                break;
+            }
+            case NormalizerKind::Sigmoid:
+                f = {false, 1.0f, std::log(double(g.l[r])), 0.0f};
+                break;
+            case NormalizerKind::Relu:
+                if (g.kept[r] == 0) break;
+                f = {false, 1.0f / float(g.kept[r]), std::log(double(g.l[r]) / double(g.kept[r])), 0.0f};
+                break;
+        }
+        return f;
     }
 
     // Normalises the outputs, writes out / lse, and turns stored score rows into probabilities.
@@ -706,36 +852,65 @@ private:
         for (int64_t r = 0; r < g.R; ++r) {
             const int64_t h = g.first_head + r / g.rows, t = g.t0 + r % g.rows;
             const float* o = g.o + r * in_.Dv;
-            float factor = 1.0f;
-            double lse = -std::numeric_limits<double>::infinity();
-            bool empty = false;
-            switch (c_.normalizer.kind) {
-                case NormalizerKind::Softmax: {
-                    empty = g.m[r] == kNegInf;
-                    if (empty) break;
-                    double m = g.m[r];
-                    const std::vector<double> extra = c_.extra_logits_of(h);
-                    for (double e : extra) m = std::max(m, e);
-                    double z = double(g.l[r]) * std::exp(double(g.m[r]) - m);
-                    for (double e : extra) z += std::exp(e - m);
-                    factor = static_cast<float>(std::exp(double(g.m[r]) - m) / z);
-                    lse = m + std::log(z);
-                    break;
-                }
-                case NormalizerKind::Sigmoid:
-                    lse = std::log(double(g.l[r]));
-                    break;
-                case NormalizerKind::Relu:
-                    empty = g.kept[r] == 0;
-                    if (empty) break;
-                    factor = 1.0f / float(g.kept[r]);
-                    lse = std::log(double(g.l[r]) / double(g.kept[r]));
-                    break;
-            }
+            const RowFinal f = final_of(g, r, h);
             float* dst = out_.out + g.b * out_.out_batch_stride + t * out_.out_stride + h * in_.Dv;
-            for (int64_t d = 0; d < in_.Dv; ++d) dst[d] = empty ? 0.0f : o[d] * factor;
-            if (out_.lse) out_.lse[(g.b * in_.T + t) * in_.H + h] = static_cast<float>(lse);
-            if (want_rows_) finish_rows(g.b, h, t, lse, g.kept[r]);
+            for (int64_t d = 0; d < in_.Dv; ++d) dst[d] = f.empty ? 0.0f : o[d] * f.factor;
+            if (out_.lse) out_.lse[(g.b * in_.T + t) * in_.H + h] = static_cast<float>(f.lse);
+            if (want_rows_) finish_rows(g.b, h, t, f.lse, g.kept[r]);
+            if (stats_.active())
+                stats_.finish_row(g.acc + r * stats_.width(), g.top_s[r], g.top_j[r], f, g.b, t, h);
+        }
+    }
+
+    // Column sums (received mass per key): a second pass over the group's kept tiles, now that
+    // each row's normalisation is known. The item's sums are added to the call's under a lock,
+    // over the key range its tiles touched only.
+    void column_pass(Workspace& w, const RowGroup& g) {
+        const int64_t R = g.R, S = in_.S, D = in_.D;
+        const size_t n_masks = c_.masks.size();
+        std::vector<RowFinal> finals(static_cast<size_t>(R));
+        for (int64_t r = 0; r < R; ++r) finals[r] = final_of(g, r, g.first_head + r / g.rows);
+        w.columns.assign(static_cast<size_t>(g.n_heads * S), 0.0f);
+        w.s.resize(std::max(w.s.size(), static_cast<size_t>(R * kKeyTile)));
+        int64_t lo = S, hi = 0;
+        for (int64_t j0 = 0; j0 < S; j0 += kKeyTile) {
+            const int64_t n = std::min(kKeyTile, S - j0);
+            if (!visit_tile(w, g, j0, n)) continue;
+            lo = std::min(lo, j0);
+            hi = j0 + n;
+            const char* k_tile = at(in_.k, g.b * in_.k_batch_stride + j0 * in_.k_stride + g.hk * D);
+            if (R > kSmallRows && !split_) {  // packed by the first pass
+                const char* v_tile = at(in_.v, g.b * in_.v_batch_stride + j0 * in_.v_stride + g.hk * in_.Dv);
+                pack_tile(w, g.b, g.hk, j0, n, k_tile, v_tile);
+                cpu::linear_packed(g.q, D, packed_k(w, j0), D * panel_, 0, n, D, w.s.data(), kKeyTile, R, false);
+            } else {
+                Tensor k_view = Tensor::wrap(const_cast<char*>(k_tile), in_.dtype, {n, D}, {in_.k_stride, 1});
+                cpu::linear(g.q, D, k_view, nullptr, w.s.data(), kKeyTile, R);
+            }
+            for (int64_t r = 0; r < R; ++r) {
+                const int64_t gh = r / g.rows;
+                float* s = w.s.data() + r * kKeyTile;
+                const RowFinal& f = finals[r];
+                if (f.empty || !prepare_row(g, r, s, j0, n, w.head_visit[gh], w.mask_partial.data() + gh * n_masks))
+                    continue;
+                float* col = w.columns.data() + gh * S + j0;
+                if (c_.normalizer.kind == NormalizerKind::Softmax) {
+                    add_softmax_probabilities(col, s, n, static_cast<float>(f.lse));
+                    continue;
+                }
+                for (int64_t k = 0; k < n; ++k) {
+                    if (s[k] == kNegInf) continue;
+                    col[k] += c_.normalizer.kind == NormalizerKind::Sigmoid
+                                  ? 1.0f / (1.0f + std::exp(-(s[k] + float(c_.normalizer.bias))))
+                                  : std::max(s[k], 0.0f) * f.factor;
+                }
+            }
+        }
+        std::lock_guard<std::mutex> lock(columns_mutex_);
+        for (int64_t gh = 0; gh < g.n_heads; ++gh) {
+            double* dst = columns_.data() + (g.b * in_.H + g.first_head + gh) * S;
+            const float* src = w.columns.data() + gh * S;
+            for (int64_t j = lo; j < hi; ++j) dst[j] += src[j];
         }
     }
 
@@ -771,6 +946,10 @@ private:
     const int64_t esize_;
     int64_t kv_begin_ = 0, kv_end_ = 0, n_kv_ = 0, heads_ = 1, block_ = 1, n_blocks_ = 1;
     bool want_rows_ = false;
+    TileStats stats_;          // per-row statistics, in the same pass
+    bool want_columns_ = false;  // column sums: a second pass (column_pass)
+    std::vector<double> columns_;  // (B, H, S) column sums of the call
+    std::mutex columns_mutex_;
     bool split_ = false;     // decode: split keys into chunks instead of queries into blocks
     int64_t chunks_ = 1;
     int64_t panel_ = 1, dv_padded_ = 0;  // GEMM panel width; Dv rounded up to it
