@@ -7,6 +7,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libfmt-dev
   libpng-dev
+  chromium fonts-dejavu-core  # tests/support/browser.cpp opens the HTML report headless
 )
 # Optional extras, space separated in ATTNLAB_SETUP_EXTRA:
 #   bench: the PyTorch peer of bench/cpu_model_bench.py (Debian's torch uses the system BLAS:

@@ -51,14 +51,6 @@ void write_file(const fs::path& path, const std::string& contents) {
     if (!out) throw std::runtime_error("[test] cannot write " + path.string());
 }
 
-static std::string read_fd(int fd) {
-    std::string result;
-    std::array<char, 65536> buf;
-    ssize_t n;
-    while ((n = ::read(fd, buf.data(), buf.size())) > 0) result.append(buf.data(), n);
-    return result;
-}
-
 // Runs argv[0] with args; captures stdout and stderr through temporary files so that large
 // outputs on both streams cannot deadlock.
 static CommandResult run_process(const std::vector<std::string>& argv) {

@@ -59,7 +59,9 @@ TEST(StreamTest, HoldsBackSplitCharacters) {
     std::string out;
     for (size_t k = 0; k < ids.size(); ++k) {
         std::string chunk = stream.push(ids[k]);
-        if (k >= 1 && k < 4) EXPECT_EQ(chunk, "") << "byte " << k;
+        if (k >= 1 && k < 4) {
+            EXPECT_EQ(chunk, "") << "byte " << k;
+        }
         out += chunk;
     }
     EXPECT_EQ(out + stream.finish(), "👋");
