@@ -10,17 +10,42 @@
 // hook_resid_mid (T,C); blocks.{l}.mlp.hook_pre / hook_pre_linear / hook_post (T,I);
 // hook_mlp_out (T,C); hook_resid_post (T,C); ln_final.hook_normalized (T,C);
 // unembed.hook_out (T,V).
+//
+// Attention statistics (blocks.{l}.attn.hook_stats) never materialise T×S: a hook asks for
+// them per layer with attention_stats(), the kernel computes them in its own pass, and the
+// hook receives them in on_attention_stats().
 #pragma once
 
+#include <attnlab/attention.h>
 #include <attnlab/tensor.h>
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <string>
 #include <vector>
 
 namespace attnlab {
+
+// What to measure in one layer's attention (see AttentionStats for the definitions).
+struct AttentionStatsRequest {
+    bool mass = false, entropy = false, sum_sq = false, top = false, column_sum = false;
+    std::vector<int64_t> keys;      // key_mass at these key positions (when not empty)
+    std::vector<int64_t> offsets;   // offset_mass at key i - offset (when not empty)
+    std::vector<int32_t> segments;  // segment_mass: id per key position (size >= S), ids < n_segments
+    int64_t n_segments = 0;
+    int64_t n_distance_bins = 0;    // distance_mass when > 0
+};
+
+// One layer's statistics for the T queries at positions pos0 .. pos0+T-1 over S keys; each
+// tensor is f32 (top_key i64) and undefined unless requested: mass, entropy, sum_sq, top_key,
+// top_prob (T, H); key_mass (T, H, K); offset_mass (T, H, R); segment_mass (T, H, n_segments);
+// distance_mass (T, H, n_distance_bins); column_sum (H, S).
+struct LayerAttentionStats {
+    int64_t layer = 0, T = 0, S = 0, H = 0, pos0 = 0;
+    Tensor mass, entropy, sum_sq, top_key, top_prob, key_mass, offset_mass, segment_mass, distance_mass, column_sum;
+};
 
 class Hooks {
 public:
@@ -28,6 +53,9 @@ public:
     virtual bool wants(const std::string& name) const = 0;
     // Called with each wanted point; `value` may be modified in place.
     virtual void on(const std::string& name, Tensor& value) = 0;
+    // The statistics wanted from layer `layer` whose attention sees S keys (nullopt: none).
+    virtual std::optional<AttentionStatsRequest> attention_stats(int64_t layer, int64_t S) const { return std::nullopt; }
+    virtual void on_attention_stats(const LayerAttentionStats& stats) {}
 };
 
 // Keeps a copy (f32, contiguous) of every point whose full name matches a regex, or of an
@@ -36,6 +64,9 @@ class ActivationCache : public Hooks {
 public:
     explicit ActivationCache(const std::string& name_regex);
     explicit ActivationCache(std::vector<std::string> names);
+    // Keep only query positions [begin, end) of each point (the token axis: dim 0, or dim 1 of
+    // (H, T, S) points; relative to the forward pass's own tokens, clamped to them).
+    void keep_positions(int64_t begin, int64_t end);
 
     bool wants(const std::string& name) const override;
     void on(const std::string& name, Tensor& value) override;
@@ -48,6 +79,7 @@ private:
     std::unique_ptr<std::regex> regex_;
     std::vector<std::string> names_;
     std::map<std::string, Tensor> entries_;
+    int64_t position_begin_ = 0, position_end_ = -1;
 };
 
 // Sends every point to each of several hooks in order (e.g. a cache and an intervention).
@@ -56,6 +88,9 @@ public:
     void add(Hooks* hooks) { chain_.push_back(hooks); }
     bool wants(const std::string& name) const override;
     void on(const std::string& name, Tensor& value) override;
+    // The first hook's request that is not nullopt; every hook receives the statistics.
+    std::optional<AttentionStatsRequest> attention_stats(int64_t layer, int64_t S) const override;
+    void on_attention_stats(const LayerAttentionStats& stats) override;
 
 private:
     std::vector<Hooks*> chain_;

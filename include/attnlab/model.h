@@ -98,6 +98,9 @@ private:
 struct ForwardOptions {
     Hooks* hooks = nullptr;
     bool all_logits = false;  // false: logits of the last position only (T=1 row)
+    // Run layers [0, stop_at_layer) only (-1: all): forward returns an undefined tensor and the
+    // KV cache is not advanced (TransformerLens' stop_at_layer, for cheap early-layer probes).
+    int64_t stop_at_layer = -1;
 };
 
 // Re-assigns the attention of some layers (and optionally some heads) to a spec: LayerBoost /

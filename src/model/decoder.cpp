@@ -12,10 +12,12 @@
 #include <attnlab/attention.h>
 #include <attnlab/error.h>
 #include <attnlab/half.h>
+#include <attnlab/hooks.h>
 #include <attnlab/threads.h>
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 namespace attnlab {
 
@@ -52,6 +54,46 @@ public:
 private:
     Hooks* hooks_;
 };
+
+// Buffers for the statistics a hook asked of one layer, and the kernel's view of them.
+void prepare_layer_stats(const AttentionStatsRequest& req, int64_t layer, int64_t T, int64_t S, int64_t H,
+                         int64_t pos0, LayerAttentionStats& result, AttentionStats& stats) {
+    result.layer = layer;
+    result.T = T;
+    result.S = S;
+    result.H = H;
+    result.pos0 = pos0;
+    auto rows = [&](Tensor& t, bool wanted, int64_t per_row) -> float* {
+        if (!wanted) return nullptr;
+        t = per_row > 0 ? Tensor::zeros({T, H, per_row}) : Tensor::zeros({T, H});
+        return t.data<float>();
+    };
+    stats.mass = rows(result.mass, req.mass, 0);
+    stats.entropy = rows(result.entropy, req.entropy, 0);
+    stats.sum_sq = rows(result.sum_sq, req.sum_sq, 0);
+    stats.top_prob = rows(result.top_prob, req.top, 0);
+    if (req.top) {
+        result.top_key = Tensor::zeros({T, H}, DType::I64);
+        stats.top_key = result.top_key.data<int64_t>();
+    }
+    stats.keys = req.keys;
+    stats.offsets = req.offsets;
+    stats.key_mass = rows(result.key_mass, !req.keys.empty(), static_cast<int64_t>(req.keys.size()));
+    stats.offset_mass = rows(result.offset_mass, !req.offsets.empty(), static_cast<int64_t>(req.offsets.size()));
+    if (req.n_segments > 0) {
+        ATTNLAB_CHECK(static_cast<int64_t>(req.segments.size()) >= S, InvalidArgument,
+                      "[hooks] layer {} statistics: {} segment ids for {} key positions", layer, req.segments.size(), S);
+        stats.segments = req.segments.data();
+        stats.n_segments = req.n_segments;
+        stats.segment_mass = rows(result.segment_mass, true, req.n_segments);
+    }
+    stats.n_distance_bins = req.n_distance_bins;
+    stats.distance_mass = rows(result.distance_mass, req.n_distance_bins > 0, req.n_distance_bins);
+    if (req.column_sum) {
+        result.column_sum = Tensor::zeros({H, S});
+        stats.column_sum = result.column_sum.data<float>();
+    }
+}
 
 // y (T, N) = x (T, K) · Wᵀ + b, where `weight` is (N, K).
 void project(const float* x, int64_t ldx, const Tensor& weight, const Tensor& bias, float* y,
@@ -170,7 +212,8 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
     float* k_new = kv.data();
     float* v_new = kv.data() + T * Hkv * D;
 
-    for (int64_t l = 0; l < c.n_layer; ++l) {
+    const int64_t n_run = options.stop_at_layer >= 0 ? std::min(options.stop_at_layer, c.n_layer) : c.n_layer;
+    for (int64_t l = 0; l < n_run; ++l) {
         const LayerWeights& L = w.layers[l];
         hooks.offer_layer(l, "hook_resid_pre", x.data(), {T, C});
 
@@ -220,11 +263,20 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         if (want_scores) out.scores = (scores.resize(static_cast<size_t>(H * T * total)), scores.data());
         if (want_pattern) out.pattern = (pattern.resize(static_cast<size_t>(H * T * total)), pattern.data());
         if (want_lse) out.lse = (lse.resize(static_cast<size_t>(T * H)), lse.data());
+        const std::optional<AttentionStatsRequest> stats_request =
+            options.hooks ? options.hooks->attention_stats(l, total) : std::nullopt;
+        LayerAttentionStats layer_stats;
+        AttentionStats stats;
+        if (stats_request) {
+            prepare_layer_stats(*stats_request, l, T, total, H, pos0, layer_stats, stats);
+            out.stats = &stats;
+        }
         for (const HeadRun& run : layer_attention(l)) {  // one call per run of heads sharing a spec
             in.head_begin = run.head_begin;
             in.head_end = run.head_end;
             attention(run.spec, in, out);
         }
+        if (stats_request) options.hooks->on_attention_stats(layer_stats);
         if (want_scores) hooks.offer_layer(l, "attn.hook_attn_scores", scores.data(), {H, T, total});
         if (want_pattern) hooks.offer_layer(l, "attn.hook_pattern", pattern.data(), {H, T, total});
         if (want_lse) hooks.offer_layer(l, "attn.hook_lse", lse.data(), {T, H});
@@ -270,6 +322,7 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         cpu::add_inplace(x.data(), sub.data(), T * C);
         hooks.offer_layer(l, "hook_resid_post", x.data(), {T, C});
     }
+    if (n_run < c.n_layer) return Tensor();  // stopped early: no logits, the cache stays where it was
     cache.n_past_ = total;
 
     // Final norm and logits: every row for `run`, only the last for generation.

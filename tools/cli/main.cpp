@@ -1,6 +1,7 @@
 // The attnlab command line: one subcommand per file (cmd_*.cpp). Every error is one line on
 // stderr and a non-zero exit: 2 for usage errors, 1 for everything else.
 #include "cli_common.h"
+#include "probe_common.h"
 
 #include <attnlab/error.h>
 
@@ -13,7 +14,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     std::vector<Command> commands = {add_generate(app), add_run(app),   add_tokenize(app),
                                      add_detokenize(app), add_inspect(app), add_bench(app),
-                                     add_make_model(app), add_perplexity(app), add_attn_eval(app)};
+                                     add_make_model(app), add_perplexity(app), add_attn_eval(app),
+                                     add_probe(app)};
     // CLI11 reports an unknown subcommand only as "a subcommand is required": name it instead.
     if (argc > 1 && argv[1][0] != '-') {
         std::string known;
