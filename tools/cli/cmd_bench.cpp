@@ -5,6 +5,7 @@
 // Token ids are deterministic pseudo-random (tokenisation and sampling are excluded).
 #include "cli_common.h"
 
+#include <attnlab/hooks.h>
 #include <attnlab/threads.h>
 
 #include <nlohmann/json.hpp>
@@ -54,6 +55,28 @@ BenchRow measure(const std::string& name, int64_t tokens, int repetitions, Prepa
     return row;
 }
 
+// Asks every layer for in-kernel attention statistics and drops them: what a statistics-only
+// probe costs on top of the forward pass. "rows": the per-row statistics of the heads probe
+// (one pass); "columns": also the column sums (a second pass over the kept tiles).
+class StatsOnlyHook : public Hooks {
+public:
+    explicit StatsOnlyHook(bool columns) : columns_(columns) {}
+    bool wants(const std::string&) const override { return false; }
+    void on(const std::string&, Tensor&) override {}
+    std::optional<AttentionStatsRequest> attention_stats(int64_t, int64_t S) const override {
+        AttentionStatsRequest r;
+        r.mass = r.entropy = r.sum_sq = r.top = true;
+        r.keys = {0};
+        r.offsets = {0, 1, 2, 3};
+        r.n_distance_bins = AttentionStats::distance_bins_for(S);
+        r.column_sum = columns_;
+        return r;
+    }
+
+private:
+    bool columns_;
+};
+
 }  // namespace
 
 Command add_bench(CLI::App& root) {
@@ -62,6 +85,7 @@ Command add_bench(CLI::App& root) {
         int64_t n_prompt = 512, n_gen = 128, depth = 0;
         int repetitions = 5;
         bool json = false;
+        std::string stats = "none";
     };
     auto o = std::make_shared<Options>();
     CLI::App* app = root.add_subcommand("bench", "Prompt-processing and generation throughput (llama-bench style)");
@@ -74,6 +98,10 @@ Command add_bench(CLI::App& root) {
         ->check(CLI::NonNegativeNumber);
     app->add_option("-r,--repetitions", o->repetitions, "Repetitions per test")->check(CLI::PositiveNumber);
     app->add_flag("--json", o->json, "Print the rows as JSON");
+    app->add_option("--stats", o->stats,
+                    "Prompt processing also computes attention statistics in every layer: rows (the heads "
+                    "probe's, one pass) or columns (rows + column sums, a second pass)")
+        ->check(CLI::IsMember({"none", "rows", "columns"}));
     return {app, [o, run_attention, attention_app] {
         if (attention_app->parsed()) return run_attention();
         ATTNLAB_CHECK(!o->model.model_dir.empty(), InvalidArgument, "[bench] -m/--model is required");
@@ -94,8 +122,12 @@ Command add_bench(CLI::App& root) {
         std::vector<BenchRow> rows;
         if (o->n_prompt > 0) {
             std::vector<int32_t> ids = random_ids(o->n_prompt, c.vocab_size, 1);
-            rows.push_back(measure(fmt::format("pp{}{}", o->n_prompt, at), o->n_prompt, o->repetitions, fill,
-                                   [&] { model->forward(ids, cache); }));
+            StatsOnlyHook stats_hook(o->stats == "columns");
+            ForwardOptions options;
+            if (o->stats != "none") options.hooks = &stats_hook;
+            const std::string stats = o->stats != "none" ? " +stats(" + o->stats + ")" : "";
+            rows.push_back(measure(fmt::format("pp{}{}{}", o->n_prompt, at, stats), o->n_prompt, o->repetitions, fill,
+                                   [&] { model->forward(ids, cache, options); }));
         }
         if (o->n_gen > 0) {
             std::vector<int32_t> ids = random_ids(o->n_gen, c.vocab_size, 2);

@@ -37,6 +37,7 @@ struct Options {
     int rounds = 3;
     int threads = 0;
     bool dense = false, no_torch = false, no_peak = false, json = false;
+    std::string stats = "none";  // also time the call with in-kernel statistics: rows / columns
     std::string python = "/usr/bin/python3";
     std::string torch_script = ATTNLAB_SOURCE_DIR "/bench/torch_attention_bench.py";
 };
@@ -133,6 +134,28 @@ int run_bench(Options o) {
     in.segments = segments.data();
     std::vector<float> out(static_cast<size_t>(o.T * o.H * o.Dv)), lse(static_cast<size_t>(o.T * o.H));
     const AttentionOutputs outs = AttentionOutputs::contiguous(out.data(), lse.data(), o.T, o.H, o.Dv);
+    // The heads probe's per-row statistics (and column sums for "columns"), timed in the same rounds.
+    const int64_t rows = o.T * o.H;
+    std::vector<float> st_rows(static_cast<size_t>(rows * 4)), st_keys(static_cast<size_t>(rows)),
+        st_offsets(static_cast<size_t>(rows * 4)), st_columns(static_cast<size_t>(o.H * o.S));
+    std::vector<int64_t> st_top(static_cast<size_t>(rows));
+    AttentionStats stats;
+    stats.keys = {0};
+    stats.offsets = {0, 1, 2, 3};
+    stats.n_distance_bins = AttentionStats::distance_bins_for(o.S);
+    std::vector<float> st_distance(static_cast<size_t>(rows * stats.n_distance_bins));
+    stats.mass = st_rows.data();
+    stats.entropy = st_rows.data() + rows;
+    stats.sum_sq = st_rows.data() + 2 * rows;
+    stats.top_prob = st_rows.data() + 3 * rows;
+    stats.top_key = st_top.data();
+    stats.key_mass = st_keys.data();
+    stats.offset_mass = st_offsets.data();
+    stats.distance_mass = st_distance.data();
+    if (o.stats == "columns") stats.column_sum = st_columns.data();
+    AttentionOutputs outs_stats = outs;
+    outs_stats.stats = &stats;
+    std::vector<double> round_stats_seconds;
 
     // Rounds of (attention timing, FMA peak, read bandwidth) back to back: the host's speed
     // drifts, so each round's ratios compare figures taken seconds apart, and the median round
@@ -143,6 +166,8 @@ int run_bench(Options o) {
     for (int r = 0; r < o.rounds; ++r) {
         const double t = median_seconds(o.repeats, [&] { attention(spec, in, outs); });
         round_seconds.push_back(t);
+        if (o.stats != "none")
+            round_stats_seconds.push_back(median_seconds(o.repeats, [&] { attention(spec, in, outs_stats); }));
         if (o.no_peak) continue;
         round_peak.push_back(pk::fma_gflops(threads, 3));
         round_read.push_back(pk::read_gbs(threads, size_t{512} << 20, 3));
@@ -177,6 +202,10 @@ int run_bench(Options o) {
             j["round_fraction_of_read_bandwidth"] = read_ratio;
         }
         if (o.dense) j["dense_median_s"] = dense_seconds;
+        if (o.stats != "none") {
+            j["stats"] = o.stats;
+            j["stats_median_s"] = median(round_stats_seconds);
+        }
         if (torch) {
             j["torch_median_s"] = torch->first;
             j["torch_backend"] = torch->second;
@@ -208,6 +237,11 @@ int run_bench(Options o) {
     if (!o.no_peak)
         std::printf("| %% of read bandwidth %.1f GB/s (median of rounds: %s) | %.1f %% |\n", read_gbs,
                     percents(read_ratio).c_str(), 100.0 * median(read_ratio));
+    if (o.stats != "none") {
+        const double ts = median(round_stats_seconds);
+        std::printf("| with statistics (%s) time | %.3f ms |\n", o.stats.c_str(), ts * 1e3);
+        std::printf("| statistics / plain | %.3f |\n", ts / seconds);
+    }
     if (o.dense) {
         std::printf("| dense (no mask) time | %.3f ms |\n", dense_seconds * 1e3);
         std::printf("| time / (kept fraction x dense) | %.3f |\n", seconds / (work.kept_fraction() * dense_seconds));
@@ -242,6 +276,10 @@ std::function<int()> add_bench_attention(CLI::App& bench) {
     app->add_flag("--no-torch", o->no_torch, "Skip the PyTorch comparison");
     app->add_flag("--no-peak", o->no_peak, "Skip measuring FMA peak and read bandwidth");
     app->add_flag("--json", o->json, "One JSON object");
+    app->add_option("--stats", o->stats,
+                    "Also time the call with in-kernel statistics: rows (the heads probe's) or columns (rows + "
+                    "column sums)")
+        ->check(CLI::IsMember({"none", "rows", "columns"}));
     app->add_option("--python", o->python, "Python with torch for the comparison");
     app->add_option("--torch-script", o->torch_script, "The PyTorch benchmark script");
     return [o] { return run_bench(*o); };

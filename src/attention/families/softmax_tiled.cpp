@@ -83,20 +83,22 @@ float exp_shift_sum(float* s, int64_t n, float m) {
     return sum;
 }
 
-// exp_shift_sum that also returns Σ e^(s-m)·(s-m) over the kept entries (the entropy part of
-// the statistics; masked entries contribute 0, not 0·-inf).
+// exp_shift_sum that also returns the statistics' sums in the same pass: Σ e^(s-m)·(s-m) over
+// the kept entries (the entropy part; masked entries contribute 0, not 0·-inf) and Σ e^(2(s-m)).
 __attribute__((target_clones("avx512f", "avx2", "default")))
-float exp_shift_sum_entropy(float* s, int64_t n, float m, float* entropy_part) {
-    float sum = 0.0f, dot = 0.0f;
-#pragma omp simd reduction(+ : sum, dot)
+float exp_shift_sum_stats(float* s, int64_t n, float m, float* entropy_part, float* sum_sq) {
+    float sum = 0.0f, dot = 0.0f, sq = 0.0f;
+#pragma omp simd reduction(+ : sum, dot, sq)
     for (int64_t k = 0; k < n; ++k) {
         const float x = s[k] - m;
         const float p = cpu::exp_approx(x);
         s[k] = p;
         sum += p;
+        sq += p * p;
         dot += p > 0.0f ? p * x : 0.0f;
     }
     *entropy_part = dot;
+    *sum_sq = sq;
     return sum;
 }
 
@@ -791,7 +793,7 @@ private:
             tile_max = row_max(s, n);
             if (stats && stats_.wants_top()) stats_.see_scores(g.top_s + r, g.top_j + r, s, j0, n, tile_max);
         }
-        float sum = 0.0f, entropy_part = 0.0f;
+        float sum = 0.0f, entropy_part = 0.0f, sum_sq = -1.0f;  // sum_sq < 0: add_tile computes it
         switch (c_.normalizer.kind) {
             case NormalizerKind::Softmax: {
                 if (tile_max == kNegInf) {  // nothing kept in this tile
@@ -806,7 +808,7 @@ private:
                     if (stats) stats_.rescale(acc, alpha, g.m[r], m_new);
                     g.m[r] = m_new;
                 }
-                sum = stats ? exp_shift_sum_entropy(s, n, m_new, &entropy_part) : exp_shift_sum(s, n, m_new);
+                sum = stats ? exp_shift_sum_stats(s, n, m_new, &entropy_part, &sum_sq) : exp_shift_sum(s, n, m_new);
                 break;
             }
             case NormalizerKind::Sigmoid:
@@ -819,7 +821,7 @@ private:
                 break;
         }
         g.l[r] += sum;
-        if (stats) stats_.add_tile(acc, s, i, j0, n, sum, entropy_part);
+        if (stats) stats_.add_tile(acc, s, i, j0, n, sum, entropy_part, sum_sq);
     }
 
     // The row's normalisation once every key is seen: out = factor·o, p = factor·p̃.

@@ -92,12 +92,13 @@ public:
     }
 
     // After the normaliser: p (n) holds the tile's p̃ for the row at query position i;
-    // `tile_sum` is Σ p̃ and `entropy_part` the normaliser's [1] contribution.
-    void add_tile(float* acc, const float* p, int64_t i, int64_t j0, int64_t n, float tile_sum,
-                  float entropy_part) const {
+    // `tile_sum` is Σ p̃, `entropy_part` the normaliser's [1] contribution and `tile_sum_sq`
+    // Σ p̃² when the normaliser computed it (< 0: computed here).
+    void add_tile(float* acc, const float* p, int64_t i, int64_t j0, int64_t n, float tile_sum, float entropy_part,
+                  float tile_sum_sq) const {
         acc[kMass] += tile_sum;
         acc[kEntropy] += entropy_part;
-        acc[kSumSq] += sum_squares(p, n);
+        acc[kSumSq] += tile_sum_sq >= 0.0f ? tile_sum_sq : sum_squares(p, n);
         float* chosen = acc + kFirstChosen;
         for (int64_t k = 0; k < n_keys_; ++k) chosen[k] += at(p, j0, n, st_->keys[k]);
         chosen += n_keys_;
