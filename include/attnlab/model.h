@@ -154,6 +154,30 @@ public:
     // What layer l runs now: runs of heads covering 0 .. H-1.
     const std::vector<HeadRun>& layer_attention(int64_t layer) const { return attention_plan_.at(layer); }
 
+    // ---- The unembedding on its own (logit lens, direct logit attribution): src/model/unembed.cpp ----
+
+    // Logits (T, V) f32 of residual-stream rows `residual` (T, C), row stride C: the final norm
+    // and lm_head exactly as forward() ends, then the final logit softcap when `softcap` is true
+    // and the config has one (Gemma-2). unembed(resid_post of the last layer) = forward's logits.
+    Tensor unembed(const float* residual, int64_t T, bool softcap = true) const;
+
+    // The final norm at one residual row x, frozen into an affine map so that a sum of
+    // components x = Σ_k a_k can be pushed through it term by term (direct logit attribution):
+    //   norm(x)_c = scale · (x_c − [centered] mean(x)) · weight_c + bias_c
+    // `scale` = 1/sqrt(var(x) + eps) (RMSNorm: mean(x²) + eps) is that of the real x; `weight` is
+    // the effective per-channel factor (1 + w for Gemma's RMSNormPlusOne); `bias` is LayerNorm's.
+    struct FrozenFinalNorm {
+        double scale = 1.0;
+        bool centered = false;      // LayerNorm subtracts the row mean; RMSNorm does not
+        std::vector<float> weight;  // (C)
+        std::vector<float> bias;    // (C), empty when the norm has none
+    };
+    // The frozen final norm of each of T residual rows (T, C), row stride C.
+    std::vector<FrozenFinalNorm> freeze_final_norm(const float* residual, int64_t T) const;
+    // Rows of the unembedding (lm_head, or the embedding when tied) for `tokens`, widened to f32:
+    // (K, C) row-major. Throws InvalidArgument for ids outside the vocabulary.
+    std::vector<float> unembedding_rows(std::span<const int32_t> tokens) const;
+
 private:
     Model();
     std::string dir_;
@@ -162,6 +186,7 @@ private:
     std::unique_ptr<Tokenizer> tokenizer_;
     std::vector<std::vector<HeadRun>> attention_plan_;  // per layer
     friend struct ModelLoader;
+
 };
 
 // Parses config.json text into a ModelConfig (architecture quirks included).

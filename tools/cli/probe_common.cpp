@@ -91,7 +91,8 @@ void write_text_file(const std::string& path, const std::string& text, const cha
 Command add_probe(CLI::App& root) {
     CLI::App* app = root.add_subcommand("probe", "Probe what attention does (heads, sinks, ...); see docs/probes.md");
     app->require_subcommand(1);
-    const std::vector<Command> probes = {add_probe_heads(*app)};
+    const std::vector<Command> probes = {add_probe_heads(*app), add_probe_logit_lens(*app), add_probe_retrieval_heads(*app),
+                                         add_probe_sinks(*app), add_probe_position_bias(*app)};
     return {app, [probes] {
         for (const Command& p : probes)
             if (p.app->parsed()) return p.run();

@@ -44,7 +44,12 @@ private:
 void write_text_file(const std::string& path, const std::string& text, const char* where);
 
 Command add_probe(CLI::App& root);
+Command add_report(CLI::App& root);
 // One function per probe, each in cmd_probe_NAME.cpp: registers its subcommand of `probe`.
 Command add_probe_heads(CLI::App& probe);
+Command add_probe_logit_lens(CLI::App& probe);
+Command add_probe_retrieval_heads(CLI::App& probe);
+Command add_probe_sinks(CLI::App& probe);
+Command add_probe_position_bias(CLI::App& probe);
 
 }  // namespace attnlab::cli

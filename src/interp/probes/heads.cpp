@@ -6,6 +6,8 @@
 #include <attnlab/hooks.h>
 #include <attnlab/probes.h>
 
+#include "interp/probes/probe_util.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -45,7 +47,7 @@ public:
 
     // Head diversity: mean over j <= i of the population std across heads of A_h[i, j].
     void on(const std::string& name, Tensor& pattern) override {  // (H, T, S)
-        const int64_t layer = std::stoll(name.substr(7, name.find('.', 7) - 7));
+        const int64_t layer = probe_util::hook_layer(name);
         const int64_t T = pattern.size(1), S = pattern.size(2), off = S - T;
         const float* p = pattern.data<float>();
         double total = 0;
@@ -148,20 +150,14 @@ HeadScores probe_heads(const Model& model, const std::vector<std::vector<int32_t
     ATTNLAB_CHECK(!sequences.empty(), InvalidArgument, "[probe heads] no sequences");
     ATTNLAB_CHECK(options.repeat >= 0, InvalidArgument, "[probe heads] --repeat must be >= 0, got {}", options.repeat);
     const ModelConfig& c = model.config();
-    HeadScoresHook hook(c.n_layer, c.n_head, options);
-    int64_t done = 0;
-    for (const std::vector<int32_t>& ids : sequences) {
-        if (control.cancelled()) break;
+    for (const std::vector<int32_t>& ids : sequences)
         ATTNLAB_CHECK(options.repeat == 0 || static_cast<int64_t>(ids.size()) >= 2 * options.repeat + 1, InvalidArgument,
                       "[probe heads] --repeat {} needs sequences of at least {} tokens (BOS + the block twice), got {}",
                       options.repeat, 2 * options.repeat + 1, ids.size());
-        hook.start_sequence(static_cast<int64_t>(ids.size()));
-        KVCache cache = model.new_cache();
-        ForwardOptions fo;
-        fo.hooks = &hook;
-        model.forward(ids, cache, fo);
-        control.report(++done, static_cast<int64_t>(sequences.size()));
-    }
+    HeadScoresHook hook(c.n_layer, c.n_head, options);
+    const int64_t done = probe_util::run_sequences(
+        model, sequences, hook, control, [&](size_t s) { hook.start_sequence(static_cast<int64_t>(sequences[s].size())); },
+        [](size_t) {});
     HeadScores scores = hook.result(done);
     scores.interrupted = done < static_cast<int64_t>(sequences.size());
     return scores;
@@ -169,7 +165,7 @@ HeadScores probe_heads(const Model& model, const std::vector<std::vector<int32_t
 
 std::string HeadScores::to_json() const {
     nlohmann::json layers_json = nlohmann::json::array();
-    auto number = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
+    const auto number = probe_util::json_number;
     for (const LayerHeadScores& l : layers) {
         nlohmann::json j;
         j["layer"] = l.layer;

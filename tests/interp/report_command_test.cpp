@@ -1,0 +1,59 @@
+// `attnlab report` end to end on the embedded tinylm: the files it writes, the JSON behind the
+// figures, and the page in a real headless Chromium (every figure rendered, no console error).
+#include "browser.h"
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace attnlab {
+namespace {
+
+TEST(ReportCommand, TinylmReportLoadsInChromium) {
+    test::TempDir tmp;
+    const auto out = tmp / "report";
+    const std::string model = (test::source_dir() / "models" / "tinylm").string();
+    const auto r = test::run_cli({"report", "-m", model, "-p", "And God said, Let there be light: & <b>light</b>", "-o",
+                                  out.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_TRUE(std::filesystem::exists(out / "report.html"));
+    // One pattern PNG per (layer, head): tinylm has 6 x 8.
+    int pngs = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(out / "patterns")) pngs += entry.path().extension() == ".png";
+    EXPECT_EQ(pngs, 48);
+    const nlohmann::json j = nlohmann::json::parse(test::read_file(out / "report.json"));
+    EXPECT_EQ(j["heads_prompt"]["head_scores"].size(), 6u);
+    EXPECT_EQ(j["heads_repeated_random"]["repeat"], 50);
+    EXPECT_FALSE(j["interrupted"].get<bool>());
+
+    const std::string html = test::read_file(out / "report.html");
+    EXPECT_EQ(html.find("<b>light</b>"), std::string::npos) << "the prompt must be escaped";
+    EXPECT_EQ(html.find("http://"), std::string::npos);
+    EXPECT_EQ(html.find("https://"), std::string::npos);
+
+    ASSERT_FALSE(test::chromium_path().empty()) << "chromium not installed (scripts/setup.sh installs it)";
+    const test::PageCheck page = test::check_page_in_chromium(out / "report.html", tmp / "shot.png");
+    ASSERT_TRUE(page.ran) << page.error;
+    for (const std::string& e : page.console_errors) ADD_FAILURE() << "console error: " << e;
+    // "ok/total", with every figure rendered.
+    const size_t slash = page.rendered.find('/');
+    ASSERT_NE(slash, std::string::npos) << "rendered = '" << page.rendered << "'";
+    EXPECT_EQ(page.rendered.substr(0, slash), page.rendered.substr(slash + 1));
+    EXPECT_GE(std::stoi(page.rendered.substr(slash + 1)), 48 + 6);  // patterns + head-score heatmaps
+    EXPECT_GT(std::filesystem::file_size(tmp / "shot.png"), 10000u);
+}
+
+TEST(ReportCommand, BadInputIsOneErrorLine) {
+    test::TempDir tmp;
+    const std::string model = (test::source_dir() / "models" / "tinylm").string();
+    auto r = test::run_cli({"report", "-m", model, "-o", (tmp / "r").string()});  // no prompt
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("attnlab: error:"), std::string::npos) << r.err;
+    test::write_file(tmp / "file", "x");
+    r = test::run_cli({"report", "-m", model, "-p", "hello", "-o", (tmp / "file" / "sub").string()});  // not a dir
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("[report]"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace attnlab
