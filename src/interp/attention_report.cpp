@@ -2,6 +2,8 @@
 #include <attnlab/attention_report.h>
 #include <attnlab/error.h>
 #include <attnlab/hooks.h>
+#include <attnlab/probe_position_bias.h>
+#include <attnlab/probe_sinks.h>
 #include <attnlab/report.h>
 #include <attnlab/tokenizer.h>
 
@@ -73,6 +75,85 @@ private:
     std::vector<std::vector<float>> layers_;
 };
 
+// One line per layer over a shared x axis.
+report::LinePlot layer_lines(const std::string& id, const std::string& title, const std::string& caption,
+                             const std::string& x_label, const std::string& y_label, const std::vector<double>& x,
+                             const std::vector<std::vector<double>>& per_layer) {
+    report::LinePlot plot;
+    plot.id = id;
+    plot.title = title;
+    plot.caption = caption;
+    plot.x_label = x_label;
+    plot.y_label = y_label;
+    for (size_t l = 0; l < per_layer.size(); ++l)
+        plot.series.push_back({fmt::format("layer {}", l), x, per_layer[l]});
+    return plot;
+}
+
+// Sink and position-bias figures of one prompt.
+void add_sink_sections(report::Page& page, const SinkScores& sinks, const PositionBias& bias,
+                       const std::vector<std::string>& token_text) {
+    const size_t L = sinks.layers.size();
+    std::vector<double> layers_x(L);
+    for (size_t l = 0; l < L; ++l) layers_x[l] = double(l);
+    page.add_section("Attention sinks",
+                     "Received mass α_k (mean over heads of the mean attention key k gets from the queries that see "
+                     "it), the BOS residual norm across layers, value drain and residual peak (docs/probes.md, sinks).");
+    std::vector<std::vector<double>> alpha;
+    for (const LayerSinkScores& l : sinks.layers) alpha.push_back(l.received_mass);
+    std::vector<double> positions(alpha.empty() ? 0 : alpha[0].size());
+    for (size_t k = 0; k < positions.size(); ++k) positions[k] = double(k);
+    page.add(layer_lines("received-mass", "received mass by position", "α_k per layer", "key position", "α_k", positions,
+                         alpha));
+    report::LinePlot norms;
+    norms.id = "bos-norms";
+    norms.title = "BOS residual norm and peak";
+    norms.caption = "||h_BOS|| after each layer, and ||h_BOS|| / mean ||h_i>0|| (residual peak)";
+    norms.x_label = "layer";
+    norms.y_label = "value";
+    norms.log_y = true;
+    std::vector<double> bos, peak, drain;
+    for (const LayerSinkScores& l : sinks.layers) {
+        bos.push_back(l.bos_norm);
+        peak.push_back(l.residual_peak);
+        double lowest = l.value_drain.empty() ? NAN : *std::min_element(l.value_drain.begin(), l.value_drain.end());
+        drain.push_back(lowest);
+    }
+    norms.series = {{"||h_BOS||", layers_x, bos}, {"residual peak", layers_x, peak}, {"value drain (min kv head)", layers_x, drain}};
+    page.add(norms);
+    report::Table table;
+    table.id = "top-sinks";
+    table.title = "strongest sinks per layer";
+    table.header = {"layer", "position", "token", "α_k"};
+    for (const LayerSinkScores& l : sinks.layers)
+        for (const SinkPosition& p : l.top_sinks)
+            table.rows.push_back({std::to_string(l.layer), std::to_string(p.position),
+                                  p.position < static_cast<int64_t>(token_text.size()) ? token_text[p.position] : "",
+                                  fmt::format("{:.4f}", p.mass)});
+    page.add(table);
+
+    page.add_section("Position bias",
+                     "Attention mass against relative distance (log2 bins), the first token's mass per layer, and "
+                     "attention rollout across layers (docs/probes.md, position-bias).");
+    std::vector<std::vector<double>> distance;
+    for (const LayerPositionBias& l : bias.layers) distance.push_back(l.distance_mass);
+    std::vector<double> bins(distance.empty() ? 0 : distance[0].size());
+    for (size_t b = 0; b < bins.size(); ++b) bins[b] = double(b);
+    page.add(layer_lines("distance-mass", "mass by distance", "bin 0: d < 0, 1: d = 0, 2: d = 1, b: d in [2^(b-2), 2^(b-1))",
+                         "distance bin", "mean mass", bins, distance));
+    report::LinePlot depth;
+    depth.id = "first-token-mass";
+    depth.title = "first-token mass by depth";
+    depth.caption = "mean A[i, 0] per layer; rollout: mean P[i, 0] of the product of head-averaged maps";
+    depth.x_label = "layer";
+    depth.y_label = "mass";
+    std::vector<double> first;
+    for (const LayerPositionBias& l : bias.layers) first.push_back(l.first_token_mass);
+    depth.series.push_back({"A[i, 0]", layers_x, first});
+    if (bias.rollout) depth.series.push_back({"rollout P[i, 0]", layers_x, bias.rollout->first_token_mass});
+    page.add(depth);
+}
+
 }  // namespace
 
 AttentionReportFiles write_attention_report(const Model& model, const std::vector<int32_t>& prompt,
@@ -109,7 +190,13 @@ AttentionReportFiles write_attention_report(const Model& model, const std::vecto
         all["heads_repeated_random"] = nlohmann::json::parse(repeat_scores.to_json());
     }
 
-    // 2. Each head's pattern on the prompt.
+    // 2. Sinks and position bias on the prompt.
+    const SinkScores sinks = probe_sinks(model, {prompt}, {}, control);
+    const PositionBias bias = probe_position_bias(model, {prompt}, {}, control);
+    all["sinks"] = nlohmann::json::parse(sinks.to_json());
+    all["position_bias"] = nlohmann::json::parse(bias.to_json());
+
+    // 3. Each head's pattern on the prompt.
     PatternCapture capture(options.max_pattern_tokens);
     {
         KVCache cache = model.new_cache();
@@ -151,6 +238,7 @@ AttentionReportFiles write_attention_report(const Model& model, const std::vecto
         std::vector<int32_t> last(prompt.end() - n, prompt.end());
         return token_labels(model, last);
     }();
+    add_sink_sections(page, sinks, bias, token_labels(model, prompt));
     page.add_section("Attention patterns",
                      fmt::format("Each head's attention on the last {} prompt tokens (rows: queries, columns: keys; "
                                  "colour: probability, 0..1). The PNG files are in patterns/.",
