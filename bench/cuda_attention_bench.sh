@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The "CUDA attention (H200)" figures of docs/performance.md in one go, on a machine with a GPU:
+# build (unless BUILD already holds the binaries), check every GPU spec against the float64
+# reference (tests/cuda), time attnlab, then PyTorch SDPA and FlexAttention on the same cases,
+# and print the tables. Usage:
+#   bash bench/cuda_attention_bench.sh [quick]        (quick: attnlab only, no torch)
+# Env: BUILD (default build-cuda), OUT (default /tmp/attnlab-cuda-bench), REPEATS (default 10),
+# SKIP_CHECK=1 (tests already run), NO_FLEX=1 (SDPA only).
+# If BUILD/lib exists (shared libraries carried with prebuilt binaries), it joins
+# LD_LIBRARY_PATH: docs/cuda.md says when that is needed.
+set -euo pipefail
+BUILD=${BUILD:-build-cuda}
+OUT=${OUT:-/tmp/attnlab-cuda-bench}
+REPEATS=${REPEATS:-10}
+mkdir -p "$OUT"
+[ -d "$BUILD/lib" ] && export LD_LIBRARY_PATH="$PWD/$BUILD/lib:${LD_LIBRARY_PATH:-}"
+if [ ! -x "$BUILD/cuda_attention_bench" ] || [ ! -x "$BUILD/tests/cuda/attnlab_tests_cuda" ]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTNLAB_CUDA_TESTS=ON -DATTNLAB_BENCH=OFF
+  cmake --build "$BUILD" --target attnlab_tests_cuda cuda_attention_bench
+fi
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader || true
+
+if [ "${SKIP_CHECK:-0}" != 1 ]; then
+  echo "== check: tests/cuda against the float64 reference"
+  "$BUILD/tests/cuda/attnlab_tests_cuda" --gtest_brief=1 > "$OUT/check.log" 2>&1 && status=ok || status=FAILED
+  grep -E "PASSED|FAILED|tests ran" "$OUT/check.log" | tail -5
+  echo "check: $status (log: $OUT/check.log)"
+fi
+
+echo "== attnlab"
+cases=()
+for T in 1024 4096 16384; do
+  for spec in causal "causal+window(size=1024)" "causal+streaming(sink=4,window=1024)" \
+              "causal+power(block=256,window=4,sink=1)" "causal+document"; do
+    cases+=("$spec@1@$T@$T@32@8@128")
+  done
+done
+cases+=("causal@8@1@8192@32@8@128" "causal@1@1@65536@32@8@128")
+"$BUILD/cuda_attention_bench" --repeats "$REPEATS" --copy "${cases[@]}" | tee "$OUT/attnlab.jsonl"
+"$BUILD/cuda_attention_bench" --repeats 1 --check "causal+power(block=256,window=4,sink=1)@1@1024@1024@32@8@128" \
+  "causal+document@1@1024@1024@32@8@128" "causal@1@1@8192@32@8@128" | tee "$OUT/check_bench.jsonl"
+
+if [ "${1:-}" != quick ]; then
+  echo "== PyTorch SDPA and FlexAttention"
+  PYTHONUNBUFFERED=1 python3 bench/cuda_attention_bench.py --attnlab "$OUT/attnlab.jsonl" --repeats "$REPEATS" \
+    --json "$OUT/torch.jsonl" ${NO_FLEX:+--no-flex} 2> "$OUT/torch.log" | tee "$OUT/table.md"
+  grep "^#" "$OUT/torch.log" || true
+fi

@@ -1,0 +1,126 @@
+// The GPU attention operator's entry points (include/attnlab/cuda.h): the host plan
+// (src/attention/cuda_plan.cpp) uploaded once, then one launch per run — the prefill kernel
+// for query blocks, or the split-KV decode kernel and its merge for few query rows.
+#include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/cuda_util.cuh"
+
+#include <attnlab/attention.h>
+#include <attnlab/cuda.h>
+
+#include <algorithm>
+
+namespace attnlab {
+
+bool cuda_available() {
+    int count = 0;
+    return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+struct CudaAttentionPlan::Impl {
+    gpu::HostPlan host;
+    DType dtype = DType::BF16;
+    cuda::DeviceBuffer<int32_t> offsets, entries, order, positions, segments;
+    cuda::DeviceBuffer<float> sinks, ws_out, ws_lse;
+    int32_t splits = 1;
+};
+
+namespace {
+
+template <typename T>
+cuda::DeviceBuffer<T> upload(const std::vector<T>& host) {
+    cuda::DeviceBuffer<T> buf(std::max<size_t>(host.size(), 1));
+    buf.upload(host.data(), host.size());
+    return buf;
+}
+
+// Key splits for decode: as many CTAs as fit on the GPU at once, at least one kept block
+// each. One full wave matters: at S = 64k, 49 splits (one wave) ran in 0.091 ms where 66
+// splits (1.33 waves) took 0.130 ms.
+int32_t decode_splits(const gpu::HostPlan& h, DType dtype, int64_t ctas_per_split) {
+    int device = 0, sms = 0;
+    ATTNLAB_CUDA_CHECK(cudaGetDevice(&device));
+    ATTNLAB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    const bool bf16 = dtype == DType::BF16;
+    const int per_sm = h.D == 64 ? (bf16 ? cuda::decode_ctas_per_sm<__nv_bfloat16, 64>() : cuda::decode_ctas_per_sm<__half, 64>())
+                                 : (bf16 ? cuda::decode_ctas_per_sm<__nv_bfloat16, 128>() : cuda::decode_ctas_per_sm<__half, 128>());
+    const int64_t kept = h.offsets[1] - h.offsets[0];
+    const int64_t want = int64_t(std::max(per_sm, 1)) * sms / ctas_per_split;
+    return int32_t(std::clamp<int64_t>(want, 1, std::max<int64_t>(kept, 1)));
+}
+
+}  // namespace
+
+CudaAttentionPlan::CudaAttentionPlan(const AttentionSpec& spec, const AttentionInputs& in, const AttentionOutputs& out)
+    : impl_(std::make_unique<Impl>()) {
+    Impl& m = *impl_;
+    m.host = gpu::build_host_plan(spec, in, out);
+    m.dtype = in.dtype;
+    m.offsets = upload(m.host.offsets);
+    m.entries = upload(m.host.entries);
+    m.order = upload(m.host.order);
+    m.positions = upload(m.host.positions);
+    m.segments = upload(m.host.segments);
+    m.sinks = upload(m.host.sinks);
+    if (m.host.decode && m.host.T > 0) {
+        const int64_t group = m.host.H / m.host.Hkv;
+        const int64_t kv_heads = (m.host.head_end - 1) / group - m.host.head_begin / group + 1;
+        m.splits = decode_splits(m.host, in.dtype, kv_heads * m.host.B);
+        const size_t rows = size_t(m.host.B * m.host.T * m.host.H);
+        m.ws_out = cuda::DeviceBuffer<float>(size_t(m.splits) * rows * size_t(m.host.D));
+        m.ws_lse = cuda::DeviceBuffer<float>(size_t(m.splits) * rows);
+    }
+}
+
+CudaAttentionPlan::~CudaAttentionPlan() = default;
+CudaAttentionPlan::CudaAttentionPlan(CudaAttentionPlan&&) noexcept = default;
+CudaAttentionPlan& CudaAttentionPlan::operator=(CudaAttentionPlan&&) noexcept = default;
+
+CudaAttentionPlan::Stats CudaAttentionPlan::stats() const {
+    const gpu::HostPlan& h = impl_->host;
+    return {h.n_qblocks, h.n_kblocks, h.kept_blocks, h.partial_blocks, h.kept_flops(), h.decode, impl_->splits};
+}
+
+void CudaAttentionPlan::run(const AttentionInputs& in, const AttentionOutputs& out, CUstream_st* stream) const {
+    const Impl& m = *impl_;
+    const gpu::HostPlan& h = m.host;
+    ATTNLAB_CHECK(in.dtype == m.dtype && in.B == h.B && in.T == h.T && in.S == h.S && in.H == h.H && in.Hkv == h.Hkv &&
+                      in.D == h.D,
+                  InvalidArgument, "[cuda] run(): shapes differ from the plan's (B={} T={} S={} H={} Hkv={} D={})", h.B,
+                  h.T, h.S, h.H, h.Hkv, h.D);
+    ATTNLAB_CHECK(in.q && in.k && in.v && out.out, InvalidArgument, "[cuda] run(): q, k, v and out are required");
+    if (h.T == 0) return;
+    cuda::AttentionParams p;
+    p.q = in.q, p.k = in.k, p.v = in.v;
+    p.q_stride = in.q_stride, p.k_stride = in.k_stride, p.v_stride = in.v_stride;
+    p.q_bstride = in.q_batch_stride, p.k_bstride = in.k_batch_stride, p.v_bstride = in.v_batch_stride;
+    p.out = out.out, p.out_stride = out.out_stride, p.out_bstride = out.out_batch_stride, p.lse = out.lse;
+    p.B = int32_t(h.B), p.T = int32_t(h.T), p.S = int32_t(h.S), p.H = int32_t(h.H), p.Hkv = int32_t(h.Hkv);
+    p.group = int32_t(h.H / h.Hkv), p.head_begin = int32_t(h.head_begin), p.head_end = int32_t(h.head_end);
+    p.offsets = m.offsets.get(), p.entries = m.entries.get(), p.order = m.order.get();
+    p.positions = m.positions.get();
+    p.segments = h.segments.empty() ? nullptr : m.segments.get();
+    p.sinks = h.sinks.empty() ? nullptr : m.sinks.get();
+    p.splits = m.splits;
+    p.ws_out = m.ws_out.get(), p.ws_lse = m.ws_lse.get();
+
+    const bool bf16 = m.dtype == DType::BF16;
+    const cudaStream_t s = stream;
+    if (h.decode) {
+        if (bf16) h.D == 64 ? cuda::launch_decode<__nv_bfloat16, 64>(p, h.spec, s) : cuda::launch_decode<__nv_bfloat16, 128>(p, h.spec, s);
+        else h.D == 64 ? cuda::launch_decode<__half, 64>(p, h.spec, s) : cuda::launch_decode<__half, 128>(p, h.spec, s);
+    } else {
+        const int64_t n = h.n_qblocks;
+        if (bf16) h.D == 64 ? cuda::launch_prefill<__nv_bfloat16, 64>(p, h.spec, n, s) : cuda::launch_prefill<__nv_bfloat16, 128>(p, h.spec, n, s);
+        else h.D == 64 ? cuda::launch_prefill<__half, 64>(p, h.spec, n, s) : cuda::launch_prefill<__half, 128>(p, h.spec, n, s);
+    }
+}
+
+void attention_cuda(const AttentionSpec& spec, const AttentionInputs& in, const AttentionOutputs& out, CUstream_st* stream) {
+    const CudaAttentionPlan plan(spec, in, out);
+    plan.run(in, out, stream);
+    // The plan's device buffers are freed when it goes out of scope; the kernels must be done
+    // reading them first.
+    ATTNLAB_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+}  // namespace attnlab
