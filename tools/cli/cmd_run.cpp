@@ -11,6 +11,8 @@ Command add_run(CLI::App& root) {
         PromptOptions prompt;
         std::string save;
         std::string hooks;
+        std::string positions;  // "A:B": keep query positions [A, B) of each hook point
+        int64_t stop_at_layer = -1;
     };
     auto o = std::make_shared<Options>();
     CLI::App* app = root.add_subcommand("run", "Run one forward pass and save logits and activations");
@@ -18,6 +20,9 @@ Command add_run(CLI::App& root) {
     o->prompt.add_to(*app);
     app->add_option("--save", o->save, "Output .safetensors file")->required();
     app->add_option("--hooks", o->hooks, "Regex of hook point names to save (full match)");
+    app->add_option("--positions", o->positions, "Save only query positions A:B (half-open) of each hook point");
+    app->add_option("--stop-at-layer", o->stop_at_layer, "Run layers 0..N-1 only (no logits are saved)")
+        ->check(CLI::NonNegativeNumber);
     return {app, [o] {
         auto model = o->model.load();
         std::vector<int32_t> ids = o->prompt.resolve(*model);
@@ -26,13 +31,29 @@ Command add_run(CLI::App& root) {
                       o->model.context_length(*model));
         std::unique_ptr<ActivationCache> cache;
         if (!o->hooks.empty()) cache = std::make_unique<ActivationCache>(o->hooks);
+        if (!o->positions.empty()) {
+            ATTNLAB_CHECK(cache != nullptr, InvalidArgument, "[run] --positions needs --hooks");
+            const size_t colon = o->positions.find(':');
+            int64_t begin = -1, end = -1;
+            try {
+                ATTNLAB_CHECK(colon != std::string::npos, InvalidArgument, "");
+                begin = std::stoll(o->positions.substr(0, colon));
+                end = std::stoll(o->positions.substr(colon + 1));
+            } catch (const std::exception&) {
+                begin = end = -1;
+            }
+            ATTNLAB_CHECK(begin >= 0 && end > begin, InvalidArgument,
+                          "[run] --positions must be A:B with 0 <= A < B, got '{}'", o->positions);
+            cache->keep_positions(begin, end);
+        }
         ForwardOptions options;
         options.all_logits = true;
         options.hooks = cache.get();
+        options.stop_at_layer = o->stop_at_layer;
         KVCache kv = model->new_cache();
         Tensor logits = model->forward(ids, kv, options);
         std::vector<std::pair<std::string, Tensor>> out;
-        out.emplace_back("logits", logits);
+        if (logits.defined()) out.emplace_back("logits", logits);
         std::vector<int64_t> ids64(ids.begin(), ids.end());
         Tensor input_ids = Tensor::empty({static_cast<int64_t>(ids.size())}, DType::I64);
         std::copy(ids64.begin(), ids64.end(), input_ids.data<int64_t>());
