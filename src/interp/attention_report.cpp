@@ -75,6 +75,13 @@ private:
     std::vector<std::vector<float>> layers_;
 };
 
+// 0, 1, ..., n-1 as an x axis.
+std::vector<double> indices(size_t n) {
+    std::vector<double> x(n);
+    for (size_t k = 0; k < n; ++k) x[k] = double(k);
+    return x;
+}
+
 // One line per layer over a shared x axis.
 report::LinePlot layer_lines(const std::string& id, const std::string& title, const std::string& caption,
                              const std::string& x_label, const std::string& y_label, const std::vector<double>& x,
@@ -94,16 +101,14 @@ report::LinePlot layer_lines(const std::string& id, const std::string& title, co
 void add_sink_sections(report::Page& page, const SinkScores& sinks, const PositionBias& bias,
                        const std::vector<std::string>& token_text) {
     const size_t L = sinks.layers.size();
-    std::vector<double> layers_x(L);
-    for (size_t l = 0; l < L; ++l) layers_x[l] = double(l);
+    const std::vector<double> layers_x = indices(L);
     page.add_section("Attention sinks",
                      "Received mass α_k (mean over heads of the mean attention key k gets from the queries that see "
                      "it), the BOS residual norm across layers, value drain and residual peak (docs/probes.md, sinks).");
     std::vector<std::vector<double>> alpha;
     for (const LayerSinkScores& l : sinks.layers) alpha.push_back(l.received_mass);
-    std::vector<double> positions(alpha.empty() ? 0 : alpha[0].size());
-    for (size_t k = 0; k < positions.size(); ++k) positions[k] = double(k);
-    page.add(layer_lines("received-mass", "received mass by position", "α_k per layer", "key position", "α_k", positions,
+    page.add(layer_lines("received-mass", "received mass by position", "α_k per layer", "key position", "α_k",
+                         indices(alpha.empty() ? 0 : alpha[0].size()),
                          alpha));
     report::LinePlot norms;
     norms.id = "bos-norms";
@@ -137,10 +142,8 @@ void add_sink_sections(report::Page& page, const SinkScores& sinks, const Positi
                      "attention rollout across layers (docs/probes.md, position-bias).");
     std::vector<std::vector<double>> distance;
     for (const LayerPositionBias& l : bias.layers) distance.push_back(l.distance_mass);
-    std::vector<double> bins(distance.empty() ? 0 : distance[0].size());
-    for (size_t b = 0; b < bins.size(); ++b) bins[b] = double(b);
     page.add(layer_lines("distance-mass", "mass by distance", "bin 0: d < 0, 1: d = 0, 2: d = 1, b: d in [2^(b-2), 2^(b-1))",
-                         "distance bin", "mean mass", bins, distance));
+                         "distance bin", "mean mass", indices(distance.empty() ? 0 : distance[0].size()), distance));
     report::LinePlot depth;
     depth.id = "first-token-mass";
     depth.title = "first-token mass by depth";
@@ -253,7 +256,7 @@ AttentionReportFiles write_attention_report(const Model& model, const std::vecto
             hm.values.assign(p, p + n * n);
             hm.row_label = "query";
             hm.col_label = "key";
-            hm.value_label = "p";
+            hm.value_label = "probability";
             hm.vmin = 0.0;
             hm.vmax = 1.0;
             if (n <= 64) hm.row_names = hm.col_names = labels;

@@ -245,19 +245,11 @@ private:
     // normaliser, O += P·V.
     void run_tile(Workspace& w, RowGroup& g, int64_t j0, int64_t n) {
         if (!visit_tile(w, g, j0, n)) return;
-        const int64_t R = g.R, D = in_.D, Dv = in_.Dv;
+        const int64_t R = g.R, Dv = in_.Dv;
         const size_t n_masks = c_.masks.size();
         const bool packed = R > kSmallRows;
-        const char* k_tile = at(in_.k, g.b * in_.k_batch_stride + j0 * in_.k_stride + g.hk * D);
         const char* v_tile = at(in_.v, g.b * in_.v_batch_stride + j0 * in_.v_stride + g.hk * Dv);
-        // S (R, n) = Q (R, D) · K[j0 : j0+n]ᵀ
-        if (packed) {
-            pack_tile(w, g.b, g.hk, j0, n, k_tile, v_tile);
-            cpu::linear_packed(g.q, D, packed_k(w, j0), D * panel_, 0, n, D, w.s.data(), kKeyTile, R, false);
-        } else {
-            Tensor k_view = Tensor::wrap(const_cast<char*>(k_tile), in_.dtype, {n, D}, {in_.k_stride, 1});
-            cpu::linear(g.q, D, k_view, nullptr, w.s.data(), kKeyTile, R);
-        }
+        tile_scores(w, g, j0, n);
         for (int64_t r = 0; r < R; ++r) {
             const int64_t gh = r / g.rows;
             score_row(g, r, w.s.data() + r * kKeyTile, j0, n, w.head_visit[gh], w.mask_partial.data() + gh * n_masks);
@@ -269,6 +261,21 @@ private:
             pv_small_bf16(R, n, w.s.data(), kKeyTile, reinterpret_cast<const uint16_t*>(v_tile), in_.v_stride, Dv, g.o);
         } else {
             pv_small_f32(R, n, w.s.data(), kKeyTile, reinterpret_cast<const float*>(v_tile), in_.v_stride, Dv, g.o);
+        }
+    }
+
+    // w.s (R, n) = Q (R, D) · K[j0 : j0+n]ᵀ: stacked rows through the GEMM on the K tile packed
+    // once per thread and kv head (V is packed with it for P·V), a few rows through the GEMV.
+    void tile_scores(Workspace& w, const RowGroup& g, int64_t j0, int64_t n) {
+        const int64_t D = in_.D;
+        const char* k_tile = at(in_.k, g.b * in_.k_batch_stride + j0 * in_.k_stride + g.hk * D);
+        if (g.R > kSmallRows) {
+            const char* v_tile = at(in_.v, g.b * in_.v_batch_stride + j0 * in_.v_stride + g.hk * in_.Dv);
+            pack_tile(w, g.b, g.hk, j0, n, k_tile, v_tile);
+            cpu::linear_packed(g.q, D, packed_k(w, j0), D * panel_, 0, n, D, w.s.data(), kKeyTile, g.R, false);
+        } else {
+            Tensor k_view = Tensor::wrap(const_cast<char*>(k_tile), in_.dtype, {n, D}, {in_.k_stride, 1});
+            cpu::linear(g.q, D, k_view, nullptr, w.s.data(), kKeyTile, g.R);
         }
     }
 
@@ -574,7 +581,7 @@ private:
     // each row's normalisation is known. The item's sums are added to the call's under a lock,
     // over the key range its tiles touched only.
     void column_pass(Workspace& w, const RowGroup& g) {
-        const int64_t R = g.R, S = in_.S, D = in_.D;
+        const int64_t R = g.R, S = in_.S;
         const size_t n_masks = c_.masks.size();
         std::vector<RowFinal> finals(static_cast<size_t>(R));
         for (int64_t r = 0; r < R; ++r) finals[r] = final_of(g, r, g.first_head + r / g.rows);
@@ -586,15 +593,7 @@ private:
             if (!visit_tile(w, g, j0, n)) continue;
             lo = std::min(lo, j0);
             hi = j0 + n;
-            const char* k_tile = at(in_.k, g.b * in_.k_batch_stride + j0 * in_.k_stride + g.hk * D);
-            if (R > kSmallRows && !split_) {  // packed by the first pass
-                const char* v_tile = at(in_.v, g.b * in_.v_batch_stride + j0 * in_.v_stride + g.hk * in_.Dv);
-                pack_tile(w, g.b, g.hk, j0, n, k_tile, v_tile);
-                cpu::linear_packed(g.q, D, packed_k(w, j0), D * panel_, 0, n, D, w.s.data(), kKeyTile, R, false);
-            } else {
-                Tensor k_view = Tensor::wrap(const_cast<char*>(k_tile), in_.dtype, {n, D}, {in_.k_stride, 1});
-                cpu::linear(g.q, D, k_view, nullptr, w.s.data(), kKeyTile, R);
-            }
+            tile_scores(w, g, j0, n);  // (the first pass packed these tiles already)
             for (int64_t r = 0; r < R; ++r) {
                 const int64_t gh = r / g.rows;
                 float* s = w.s.data() + r * kKeyTile;
