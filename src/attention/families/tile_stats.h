@@ -68,19 +68,15 @@ public:
     // The running max moved from m_old to m_new (softmax): p̃ scales by alpha = e^{m_old-m_new}.
     void rescale(float* acc, float alpha, float m_old, float m_new) const {
         if (m_old == -std::numeric_limits<float>::infinity()) return;  // nothing accumulated yet
-        acc[kEntropy] = alpha * (acc[kEntropy] + (m_old - m_new) * acc[kMass]);
-        acc[kMass] *= alpha;
-        acc[kSumSq] *= alpha * alpha;
-        for (int64_t k = kFirstChosen; k < width_; ++k) acc[k] *= alpha;
+        rebase(acc, acc, 0.0f, alpha, m_old - m_new);
     }
 
     // Adds a partial accumulator (another key chunk, relative to its own max m_src) to `acc`
     // (relative to m_dst >= m_src).
     void merge(float* acc, const float* src, float m_src, float m_dst) const {
-        if (norm_.kind == NormalizerKind::Softmax && m_src == -std::numeric_limits<float>::infinity()) return;
-        std::vector<float> tmp(src, src + width_);
-        if (norm_.kind == NormalizerKind::Softmax) rescale(tmp.data(), std::exp(m_src - m_dst), m_src, m_dst);
-        for (int64_t k = 0; k < width_; ++k) acc[k] += tmp[k];
+        if (norm_.kind != NormalizerKind::Softmax) return rebase(acc, src, 1.0f, 1.0f, 0.0f);
+        if (m_src == -std::numeric_limits<float>::infinity()) return;  // the chunk kept nothing
+        rebase(acc, src, 1.0f, std::exp(m_src - m_dst), m_src - m_dst);
     }
 
     // Before the normaliser: the tile's best score and its key (s: the tile's final scores).
@@ -162,6 +158,14 @@ public:
     }
 
 private:
+    // dst = keep·dst + src with p̃ scaled by alpha = e^{dm} (dm: old max − new max); src may be dst.
+    void rebase(float* dst, const float* src, float keep, float alpha, float dm) const {
+        dst[kEntropy] = keep * dst[kEntropy] + alpha * (src[kEntropy] + dm * src[kMass]);
+        dst[kMass] = keep * dst[kMass] + alpha * src[kMass];
+        dst[kSumSq] = keep * dst[kSumSq] + alpha * alpha * src[kSumSq];
+        for (int64_t k = kFirstChosen; k < width_; ++k) dst[k] = keep * dst[k] + alpha * src[k];
+    }
+
     struct Run {
         int64_t begin, end;
         int32_t id;
