@@ -43,6 +43,9 @@ constexpr int64_t kKeyTile = 256;      // keys per tile
 constexpr int64_t kTargetRows = 224;   // stacked query rows per work item
 constexpr int64_t kSmallRows = 8;      // up to this many rows P·V streams V (decode)
 constexpr int64_t kDecodeTile = 64;    // split-KV tile: 64 positions of K and V (all kv heads) stay in L2
+// Column sums keep a work item's unnormalised probabilities (R, S) while it runs when they fit
+// in this many bytes per thread (S up to ~70k at 224 rows); longer rows recompute instead.
+constexpr int64_t kColumnStoreBytes = int64_t(64) << 20;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 
@@ -71,6 +74,11 @@ struct Workspace {
     std::vector<int64_t> top_j;
     std::vector<float> columns;            // (heads, S) column sums of one work item
     std::vector<float> s;                  // (R, kKeyTile) scores, then probabilities
+    // Column sums by storing (see reduce_stored_columns): the item's p̃ rows, which tiles were
+    // kept, and each row's running max after each tile (softmax: p̃ is relative to it).
+    cpu::ScratchBuffer p_store;            // (R, ld_store) scores, then p̃, written tile by tile
+    std::vector<uint8_t> tile_kept;        // (tiles)
+    std::vector<float> tile_m;             // (tiles, R)
     std::vector<TileVisit> head_visit;     // (heads)
     std::vector<uint8_t> mask_partial;     // (heads, masks)
     // K and V tiles of one (batch, kv head) packed for the GEMM, each once per thread and
@@ -108,6 +116,10 @@ public:
         const bool even_groups = n_kv_ == 1 || (c_.head_begin % c_.group == 0 && c_.head_end % c_.group == 0);
         split_ = even_groups && heads_ * in_.T <= kSmallRows && tiles >= 2;
         chunks_ = split_ ? std::min<int64_t>(tiles, std::max<int64_t>(4 * num_threads(), 2)) : 1;
+        // Column sums: keeping each item's p̃ costs one read of it at the end instead of a
+        // second Q·Kᵀ and exponential per score.
+        ld_store_ = (in_.S + 15) / 16 * 16;
+        store_columns_ = want_columns_ && !split_ && heads_ * block_ * ld_store_ * int64_t(sizeof(float)) <= kColumnStoreBytes;
     }
 
     // The same walk as run() without computing anything: which tiles are kept.
@@ -168,9 +180,16 @@ private:
                 const int64_t k = item % n_blocks_;
                 const int64_t blk = k % 2 == 0 ? k / 2 : n_blocks_ - 1 - k / 2;
                 RowGroup g = start_group(w, 0, b, hk, blk * block_, std::min(block_, in_.T - blk * block_));
+                if (store_columns_) {
+                    const size_t tiles = static_cast<size_t>((in_.S + kKeyTile - 1) / kKeyTile);
+                    w.p_store.get(static_cast<size_t>(g.R * ld_store_));
+                    w.tile_kept.assign(tiles, 0);
+                    w.tile_m.resize(tiles * g.R);
+                }
                 for (int64_t j0 = 0; j0 < in_.S; j0 += kKeyTile) run_tile(w, g, j0, std::min(kKeyTile, in_.S - j0));
                 finish_group(g);
-                if (want_columns_) column_pass(w, g);
+                if (store_columns_) reduce_stored_columns(w, g);
+                else if (want_columns_) column_pass(w, g);
             }
         });
     }
@@ -249,33 +268,41 @@ private:
         const size_t n_masks = c_.masks.size();
         const bool packed = R > kSmallRows;
         const char* v_tile = at(in_.v, g.b * in_.v_batch_stride + j0 * in_.v_stride + g.hk * Dv);
-        tile_scores(w, g, j0, n);
+        // The tile's scores (R, n): in the item's store when column sums keep them, else in w.s.
+        float* s = store_columns_ ? w.p_store.data() + j0 : w.s.data();
+        const int64_t ld = store_columns_ ? ld_store_ : kKeyTile;
+        tile_scores(w, g, j0, n, s, ld);
         for (int64_t r = 0; r < R; ++r) {
             const int64_t gh = r / g.rows;
-            score_row(g, r, w.s.data() + r * kKeyTile, j0, n, w.head_visit[gh], w.mask_partial.data() + gh * n_masks);
+            score_row(g, r, s + r * ld, j0, n, w.head_visit[gh], w.mask_partial.data() + gh * n_masks);
+        }
+        if (store_columns_) {
+            w.tile_kept[j0 / kKeyTile] = 1;
+            std::copy_n(g.m, R, w.tile_m.data() + j0 / kKeyTile * R);
         }
         // O (R, Dv) += P (R, n) · V[j0 : j0+n] (n, Dv)
         if (packed) {
-            cpu::linear_packed(w.s.data(), kKeyTile, packed_v(w, j0), n * panel_, 0, Dv, n, g.o, Dv, R, true);
+            cpu::linear_packed(s, ld, packed_v(w, j0), n * panel_, 0, Dv, n, g.o, Dv, R, true);
         } else if (in_.dtype == DType::BF16) {
-            pv_small_bf16(R, n, w.s.data(), kKeyTile, reinterpret_cast<const uint16_t*>(v_tile), in_.v_stride, Dv, g.o);
+            pv_small_bf16(R, n, s, ld, reinterpret_cast<const uint16_t*>(v_tile), in_.v_stride, Dv, g.o);
         } else {
-            pv_small_f32(R, n, w.s.data(), kKeyTile, reinterpret_cast<const float*>(v_tile), in_.v_stride, Dv, g.o);
+            pv_small_f32(R, n, s, ld, reinterpret_cast<const float*>(v_tile), in_.v_stride, Dv, g.o);
         }
     }
 
-    // w.s (R, n) = Q (R, D) · K[j0 : j0+n]ᵀ: stacked rows through the GEMM on the K tile packed
-    // once per thread and kv head (V is packed with it for P·V), a few rows through the GEMV.
-    void tile_scores(Workspace& w, const RowGroup& g, int64_t j0, int64_t n) {
+    // s (R, n; rows ld apart) = Q (R, D) · K[j0 : j0+n]ᵀ: stacked rows through the GEMM on the
+    // K tile packed once per thread and kv head (V is packed with it for P·V), a few rows
+    // through the GEMV.
+    void tile_scores(Workspace& w, const RowGroup& g, int64_t j0, int64_t n, float* s, int64_t ld) {
         const int64_t D = in_.D;
         const char* k_tile = at(in_.k, g.b * in_.k_batch_stride + j0 * in_.k_stride + g.hk * D);
         if (g.R > kSmallRows) {
             const char* v_tile = at(in_.v, g.b * in_.v_batch_stride + j0 * in_.v_stride + g.hk * in_.Dv);
             pack_tile(w, g.b, g.hk, j0, n, k_tile, v_tile);
-            cpu::linear_packed(g.q, D, packed_k(w, j0), D * panel_, 0, n, D, w.s.data(), kKeyTile, g.R, false);
+            cpu::linear_packed(g.q, D, packed_k(w, j0), D * panel_, 0, n, D, s, ld, g.R, false);
         } else {
             Tensor k_view = Tensor::wrap(const_cast<char*>(k_tile), in_.dtype, {n, D}, {in_.k_stride, 1});
-            cpu::linear(g.q, D, k_view, nullptr, w.s.data(), kKeyTile, g.R);
+            cpu::linear(g.q, D, k_view, nullptr, s, ld, g.R);
         }
     }
 
@@ -593,7 +620,7 @@ private:
             if (!visit_tile(w, g, j0, n)) continue;
             lo = std::min(lo, j0);
             hi = j0 + n;
-            tile_scores(w, g, j0, n);  // (the first pass packed these tiles already)
+            tile_scores(w, g, j0, n, w.s.data(), kKeyTile);  // (the first pass packed these tiles already)
             for (int64_t r = 0; r < R; ++r) {
                 const int64_t gh = r / g.rows;
                 float* s = w.s.data() + r * kKeyTile;
@@ -613,6 +640,39 @@ private:
                 }
             }
         }
+        add_item_columns(w, g, lo, hi);
+    }
+
+    // Column sums from the item's stored p̃ (store_columns_): p = w·p̃ with the row's weight for
+    // the tile, w = e^{m_tile - lse} (softmax: p̃ was taken relative to the running max m_tile
+    // of that tile) or the final factor (sigmoid: 1, relu: 1/kept), so each kept tile costs one
+    // read of its p̃ and a multiply-add per score, no second Q·Kᵀ or exponential.
+    void reduce_stored_columns(Workspace& w, const RowGroup& g) {
+        const int64_t R = g.R, S = in_.S;
+        const bool softmax = c_.normalizer.kind == NormalizerKind::Softmax;
+        std::vector<RowFinal> finals(static_cast<size_t>(R));
+        for (int64_t r = 0; r < R; ++r) finals[r] = final_of(g, r, g.first_head + r / g.rows);
+        w.columns.assign(static_cast<size_t>(g.n_heads * S), 0.0f);
+        int64_t lo = S, hi = 0;
+        for (int64_t j0 = 0; j0 < S; j0 += kKeyTile) {
+            const int64_t tile = j0 / kKeyTile, n = std::min(kKeyTile, S - j0);
+            if (!w.tile_kept[tile]) continue;
+            lo = std::min(lo, j0);
+            hi = j0 + n;
+            const float* tile_m = w.tile_m.data() + tile * R;
+            for (int64_t r = 0; r < R; ++r) {
+                const RowFinal& f = finals[r];
+                if (f.empty || (softmax && tile_m[r] == kNegInf)) continue;  // (p̃ rows that kept nothing are 0)
+                const float weight = softmax ? static_cast<float>(std::exp(double(tile_m[r]) - f.lse)) : f.factor;
+                add_scaled_row(w.columns.data() + r / g.rows * S + j0, w.p_store.data() + r * ld_store_ + j0, n, weight);
+            }
+        }
+        add_item_columns(w, g, lo, hi);
+    }
+
+    // Adds a work item's column sums over [lo, hi) (w.columns, (heads, S)) to the call's.
+    void add_item_columns(const Workspace& w, const RowGroup& g, int64_t lo, int64_t hi) {
+        const int64_t S = in_.S;
         std::lock_guard<std::mutex> lock(columns_mutex_);
         for (int64_t gh = 0; gh < g.n_heads; ++gh) {
             double* dst = columns_.data() + (g.b * in_.H + g.first_head + gh) * S;
@@ -654,7 +714,9 @@ private:
     int64_t kv_begin_ = 0, kv_end_ = 0, n_kv_ = 0, heads_ = 1, block_ = 1, n_blocks_ = 1;
     bool want_rows_ = false;
     TileStats stats_;          // per-row statistics, in the same pass
-    bool want_columns_ = false;  // column sums: a second pass (column_pass)
+    bool want_columns_ = false;   // column sums: from stored p̃ (store_columns_) or a second pass (column_pass)
+    bool store_columns_ = false;  // keep each query-block item's p̃ (see reduce_stored_columns)
+    int64_t ld_store_ = 0;        // row stride of the store: S rounded up to 16
     std::vector<double> columns_;  // (B, H, S) column sums of the call
     std::mutex columns_mutex_;
     bool split_ = false;     // decode: split keys into chunks instead of queries into blocks

@@ -125,6 +125,12 @@ void scale_row(float* x, int64_t n, float f) {
     for (int64_t k = 0; k < n; ++k) x[k] *= f;
 }
 
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void add_scaled_row(float* y, const float* x, int64_t n, float a) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
+}
+
 // O (R, Dv) += P (R, n) · V (n, Dv) for few rows (decode): each V row is read once and used
 // by all R rows, and the outputs of a 32-column strip stay in registers over the whole tile
 // (accumulating in memory chained every FMA through a store and a reload).

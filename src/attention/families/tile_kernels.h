@@ -18,6 +18,7 @@ void add_softmax_probabilities(float* col, const float* s, int64_t n, float lse)
 float sigmoid_sum(float* s, int64_t n, float bias);        // s = σ(s + bias); returns Σ s
 float relu_sum(float* s, int64_t n, int64_t* kept);        // s = max(s, 0); returns Σ s, counts kept entries
 void scale_row(float* x, int64_t n, float f);              // x *= f
+void add_scaled_row(float* y, const float* x, int64_t n, float a);  // y += a·x
 
 // ---- few rows (decode) ----
 // O (R, Dv) += P (R, n) · V (n, Dv), V rows ldv elements apart: each V row is read once for all R rows.
