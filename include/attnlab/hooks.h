@@ -14,11 +14,18 @@
 // Attention statistics (blocks.{l}.attn.hook_stats) never materialise T×S: a hook asks for
 // them per layer with attention_stats(), the kernel computes them in its own pass, and the
 // hook receives them in on_attention_stats().
+//
+// Interventions on attention itself (include/attnlab/intervention.h) use two more points per
+// layer: rewrite_attention() changes the spec each head runs in this pass (pre-softmax edits:
+// score modifiers, masks, temperatures), and edit_attention() edits the layer's attention output
+// after the kernel (post-softmax edits, computed from the output, lse and restricted re-runs of
+// the kernel, never from a T×S pattern unless a hook materialised it anyway).
 #pragma once
 
 #include <attnlab/attention.h>
 #include <attnlab/tensor.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -47,6 +54,29 @@ struct LayerAttentionStats {
     Tensor mass, entropy, sum_sq, top_key, top_prob, key_mass, offset_mass, segment_mass, distance_mass, column_sum;
 };
 
+// What a post-softmax edit of one layer sees (Hooks::edit_attention). The layer has just run
+// its attention for T queries at positions pos0 .. pos0+T-1 over S keys.
+struct AttentionEditContext {
+    int64_t layer = 0, T = 0, S = 0, H = 0, Hkv = 0, D = 0, pos0 = 0;
+    const float* q = nullptr;    // (T, H, D) the queries as attended (after norms, RoPE, hooks)
+    const float* k = nullptr;    // (S, Hkv, D) keys of every position so far (the KV cache)
+    const float* v = nullptr;    // (S, Hkv, D) values
+    float* z = nullptr;          // (T, H, D) the attention output: edit in place
+    const float* lse = nullptr;  // (T, H) each row's natural-log normaliser (softmax heads)
+    // (H, T, S) probabilities when a hook asked for blocks.{l}.attn.hook_pattern in this pass,
+    // else null; an edit that changes the output must rewrite these rows the same way.
+    float* pattern = nullptr;
+    const std::vector<AttentionSpec>* head_specs = nullptr;  // (H) the spec each head ran
+    const int32_t* segments = nullptr;  // (S) the forward pass's segment id per position, or null
+    // Runs heads [h0, h1) of this layer again with `spec` and key segment ids `segments` (S
+    // entries; may be null when the spec needs none), writing their rows of out (T, H, D) and
+    // lse (T, H). With a head's own spec plus `segment(id=N)` this gives each row's normalised
+    // output over one key set and, through exp(lse_set - lse), the row's mass on it.
+    std::function<void(const AttentionSpec& spec, int64_t h0, int64_t h1, const int32_t* segments, float* out,
+                       float* lse)>
+        run;
+};
+
 class Hooks {
 public:
     virtual ~Hooks() = default;
@@ -56,6 +86,17 @@ public:
     // The statistics wanted from layer `layer` whose attention sees S keys (nullopt: none).
     virtual std::optional<AttentionStatsRequest> attention_stats(int64_t layer, int64_t S) const { return std::nullopt; }
     virtual void on_attention_stats(const LayerAttentionStats& stats) {}
+    // Pre-softmax edits: true if rewrite_attention() may change layer `layer`'s specs.
+    virtual bool rewrites_attention(int64_t layer) const { return false; }
+    // head_specs (H): the spec each head of the layer runs in this pass; edit any of them.
+    virtual void rewrite_attention(int64_t layer, std::vector<AttentionSpec>& head_specs) {}
+    // Post-softmax edits: true if edit_attention() edits layer `layer`'s output.
+    virtual bool edits_attention(int64_t layer) const { return false; }
+    virtual void edit_attention(AttentionEditContext& ctx) {}
+    // RoPE position ids (CCA-style remapping): `positions` (T) holds this call's ids (pos0 ..
+    // pos0+T-1 unless the caller gave others); edit them in place. Masks keep the sequence order.
+    virtual bool remaps_positions() const { return false; }
+    virtual void remap_positions(int64_t pos0, std::vector<int64_t>& positions) {}
 };
 
 // Keeps a copy (f32, contiguous) of every point whose full name matches a regex, or of an
@@ -88,9 +129,17 @@ public:
     void add(Hooks* hooks) { chain_.push_back(hooks); }
     bool wants(const std::string& name) const override;
     void on(const std::string& name, Tensor& value) override;
-    // The first hook's request that is not nullopt; every hook receives the statistics.
+    // The union of the hooks' requests (flags OR-ed; two hooks asking for different key,
+    // offset or segment lists is an InvalidArgument); every hook receives the statistics.
     std::optional<AttentionStatsRequest> attention_stats(int64_t layer, int64_t S) const override;
     void on_attention_stats(const LayerAttentionStats& stats) override;
+    // Rewrites and edits run in the order the hooks were added.
+    bool rewrites_attention(int64_t layer) const override;
+    void rewrite_attention(int64_t layer, std::vector<AttentionSpec>& head_specs) override;
+    bool edits_attention(int64_t layer) const override;
+    void edit_attention(AttentionEditContext& ctx) override;
+    bool remaps_positions() const override;
+    void remap_positions(int64_t pos0, std::vector<int64_t>& positions) override;
 
 private:
     std::vector<Hooks*> chain_;

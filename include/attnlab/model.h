@@ -8,6 +8,7 @@
 
 #include <attnlab/attention.h>
 #include <attnlab/hooks.h>
+#include <attnlab/segments.h>
 #include <attnlab/tensor.h>
 #include <attnlab/tokenizer.h>
 
@@ -101,6 +102,12 @@ struct ForwardOptions {
     // Run layers [0, stop_at_layer) only (-1: all): forward returns an undefined tensor and the
     // KV cache is not advanced (TransformerLens' stop_at_layer, for cheap early-layer probes).
     int64_t stop_at_layer = -1;
+    // Labelled position ranges of the sequence (cache positions included): their ids reach the
+    // attention kernel as `segments` (for `document`, `segment(id=N)`) and the edit hooks.
+    const TokenSegments* segments = nullptr;
+    // RoPE position ids of this call's T tokens (default pos0 .. pos0+T-1); masks and the KV
+    // cache keep the sequence order. Models with learned positions ignore them.
+    const std::vector<int64_t>* position_ids = nullptr;
 };
 
 // Re-assigns the attention of some layers (and optionally some heads) to a spec: LayerBoost /

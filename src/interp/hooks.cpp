@@ -58,13 +58,70 @@ void HookChain::on(const std::string& name, Tensor& value) {
 }
 
 std::optional<AttentionStatsRequest> HookChain::attention_stats(int64_t layer, int64_t S) const {
+    std::optional<AttentionStatsRequest> merged;
+    for (Hooks* h : chain_) {
+        std::optional<AttentionStatsRequest> request = h->attention_stats(layer, S);
+        if (!request) continue;
+        if (!merged) {
+            merged = std::move(request);
+            continue;
+        }
+        AttentionStatsRequest& m = *merged;
+        m.mass |= request->mass;
+        m.entropy |= request->entropy;
+        m.sum_sq |= request->sum_sq;
+        m.top |= request->top;
+        m.column_sum |= request->column_sum;
+        // Lists: one hook's list, or the same list from several.
+        auto take = [&](auto& mine, auto& theirs, const char* what) {
+            if (theirs.empty()) return;
+            ATTNLAB_CHECK(mine.empty() || mine == theirs, InvalidArgument,
+                          "[hooks] layer {}: two hooks ask for statistics on different {} lists", layer, what);
+            mine = std::move(theirs);
+        };
+        take(m.keys, request->keys, "key");
+        take(m.offsets, request->offsets, "offset");
+        take(m.segments, request->segments, "segment");
+        ATTNLAB_CHECK(m.n_segments == 0 || request->n_segments == 0 || m.n_segments == request->n_segments,
+                      InvalidArgument, "[hooks] layer {}: two hooks ask for different segment counts", layer);
+        m.n_segments = std::max(m.n_segments, request->n_segments);
+        ATTNLAB_CHECK(m.n_distance_bins == 0 || request->n_distance_bins == 0 ||
+                          m.n_distance_bins == request->n_distance_bins,
+                      InvalidArgument, "[hooks] layer {}: two hooks ask for different distance bin counts", layer);
+        m.n_distance_bins = std::max(m.n_distance_bins, request->n_distance_bins);
+    }
+    return merged;
+}
+
+bool HookChain::rewrites_attention(int64_t layer) const {
+    return std::any_of(chain_.begin(), chain_.end(), [&](Hooks* h) { return h->rewrites_attention(layer); });
+}
+
+void HookChain::rewrite_attention(int64_t layer, std::vector<AttentionSpec>& head_specs) {
     for (Hooks* h : chain_)
-        if (auto request = h->attention_stats(layer, S)) return request;
-    return std::nullopt;
+        if (h->rewrites_attention(layer)) h->rewrite_attention(layer, head_specs);
+}
+
+bool HookChain::edits_attention(int64_t layer) const {
+    return std::any_of(chain_.begin(), chain_.end(), [&](Hooks* h) { return h->edits_attention(layer); });
+}
+
+void HookChain::edit_attention(AttentionEditContext& ctx) {
+    for (Hooks* h : chain_)
+        if (h->edits_attention(ctx.layer)) h->edit_attention(ctx);
 }
 
 void HookChain::on_attention_stats(const LayerAttentionStats& stats) {
     for (Hooks* h : chain_) h->on_attention_stats(stats);
+}
+
+bool HookChain::remaps_positions() const {
+    return std::any_of(chain_.begin(), chain_.end(), [](Hooks* h) { return h->remaps_positions(); });
+}
+
+void HookChain::remap_positions(int64_t pos0, std::vector<int64_t>& positions) {
+    for (Hooks* h : chain_)
+        if (h->remaps_positions()) h->remap_positions(pos0, positions);
 }
 
 }  // namespace attnlab

@@ -194,13 +194,32 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
             if (needed < c.max_position_embeddings) cache.dynamic_rope_seq_len_ = c.max_position_embeddings;
             seq_len = cache.dynamic_rope_seq_len_;
         }
+        // Position ids: the sequence positions, or the caller's, then any hook's remapping
+        // (CCA); only RoPE sees them — masks keep the sequence order.
+        std::vector<int64_t> position_ids(static_cast<size_t>(T));
+        for (int64_t t = 0; t < T; ++t) position_ids[t] = pos0 + t;
+        if (options.position_ids) {
+            ATTNLAB_CHECK(static_cast<int64_t>(options.position_ids->size()) == T, InvalidArgument,
+                          "[forward] {} position ids for {} tokens", options.position_ids->size(), T);
+            position_ids = *options.position_ids;
+        }
+        if (options.hooks && options.hooks->remaps_positions()) {
+            options.hooks->remap_positions(pos0, position_ids);
+            ATTNLAB_CHECK(static_cast<int64_t>(position_ids.size()) == T, InvalidArgument,
+                          "[hooks] a position remapping returned {} ids for {} tokens", position_ids.size(), T);
+        }
         freq_global = rope_frequencies(c.rope, D, c.max_position_embeddings, seq_len);
-        rope_tables(freq_global, pos0, T, cos_global, sin_global);
+        rope_tables(freq_global, position_ids, cos_global, sin_global);
         if (c.rope_local) {
             freq_local = rope_frequencies(*c.rope_local, D, c.max_position_embeddings, seq_len);
-            rope_tables(freq_local, pos0, T, cos_local, sin_local);
+            rope_tables(freq_local, position_ids, cos_local, sin_local);
         }
     }
+
+    // Segment ids of positions 0 .. total-1 for the kernel and the edit hooks.
+    std::vector<int32_t> segment_ids;
+    if (options.segments) segment_ids = options.segments->ids(total);
+    const int32_t* segments = options.segments ? segment_ids.data() : nullptr;
 
     std::vector<float> h(static_cast<size_t>(T * C));       // (T, C) normalised input
     std::vector<float> q(static_cast<size_t>(T * H * D));   // (T, H, D)
@@ -255,10 +274,12 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
 
         // q (T, H, D) at positions pos0 .. total-1 over the cached keys and values (total, Hkv, D).
         AttentionInputs in = AttentionInputs::contiguous(DType::F32, q.data(), k_cache, v_cache, 1, T, total, H, Hkv, D, D);
+        in.segments = segments;
         AttentionOutputs out = AttentionOutputs::contiguous(z.data(), nullptr, T, H, D);
         const bool want_scores = hooks.wants_layer(l, "attn.hook_attn_scores");
         const bool want_pattern = hooks.wants_layer(l, "attn.hook_pattern");
-        const bool want_lse = hooks.wants_layer(l, "attn.hook_lse");
+        const bool edits = options.hooks && options.hooks->edits_attention(l);
+        const bool want_lse = hooks.wants_layer(l, "attn.hook_lse") || edits;
         std::vector<float> scores, pattern, lse;
         if (want_scores) out.scores = (scores.resize(static_cast<size_t>(H * T * total)), scores.data());
         if (want_pattern) out.pattern = (pattern.resize(static_cast<size_t>(H * T * total)), pattern.data());
@@ -271,12 +292,58 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
             prepare_layer_stats(*stats_request, l, T, total, H, pos0, layer_stats, stats);
             out.stats = &stats;
         }
-        for (const HeadRun& run : layer_attention(l)) {  // one call per run of heads sharing a spec
+        // The specs the heads run in this pass: the plan, rewritten by hooks (pre-softmax edits).
+        const std::vector<HeadRun>* runs = &layer_attention(l);
+        std::vector<HeadRun> rewritten;
+        std::vector<AttentionSpec> head_specs;
+        if ((options.hooks && options.hooks->rewrites_attention(l)) || edits) {
+            for (const HeadRun& run : *runs)
+                for (int64_t head = run.head_begin; head < run.head_end; ++head) head_specs.push_back(run.spec);
+        }
+        if (options.hooks && options.hooks->rewrites_attention(l)) {
+            options.hooks->rewrite_attention(l, head_specs);
+            ATTNLAB_CHECK(static_cast<int64_t>(head_specs.size()) == H, InvalidArgument,
+                          "[hooks] layer {}: an attention rewrite left {} head specs for {} heads", l, head_specs.size(), H);
+            for (int64_t head = 0; head < H; ++head) {  // runs of consecutive heads with one spec
+                if (head > 0 && head_specs[head].text() == rewritten.back().spec.text()) rewritten.back().head_end = head + 1;
+                else rewritten.push_back({head, head + 1, head_specs[head]});
+            }
+            runs = &rewritten;
+        }
+        for (const HeadRun& run : *runs) {  // one call per run of heads sharing a spec
             in.head_begin = run.head_begin;
             in.head_end = run.head_end;
             attention(run.spec, in, out);
         }
         if (stats_request) options.hooks->on_attention_stats(layer_stats);
+        if (edits) {  // post-softmax edits, on the output (and the pattern when it exists)
+            AttentionEditContext edit;
+            edit.layer = l;
+            edit.T = T;
+            edit.S = total;
+            edit.H = H;
+            edit.Hkv = Hkv;
+            edit.D = D;
+            edit.pos0 = pos0;
+            edit.q = q.data();
+            edit.k = k_cache;
+            edit.v = v_cache;
+            edit.z = z.data();
+            edit.lse = lse.data();
+            edit.pattern = want_pattern ? pattern.data() : nullptr;
+            edit.head_specs = &head_specs;
+            edit.segments = segments;
+            edit.run = [&](const AttentionSpec& spec, int64_t h0, int64_t h1, const int32_t* key_segments, float* o,
+                           float* o_lse) {
+                AttentionInputs again = in;
+                again.head_begin = h0;
+                again.head_end = h1;
+                again.segments = key_segments;
+                AttentionOutputs again_out = AttentionOutputs::contiguous(o, o_lse, T, H, D);
+                attention(spec, again, again_out);
+            };
+            options.hooks->edit_attention(edit);
+        }
         if (want_scores) hooks.offer_layer(l, "attn.hook_attn_scores", scores.data(), {H, T, total});
         if (want_pattern) hooks.offer_layer(l, "attn.hook_pattern", pattern.data(), {H, T, total});
         if (want_lse) hooks.offer_layer(l, "attn.hook_lse", lse.data(), {T, H});

@@ -108,13 +108,13 @@ RopeFrequencies rope_frequencies(const RopeConfig& r, int64_t head_dim,
     return out;
 }
 
-void rope_tables(const RopeFrequencies& f, int64_t pos0, int64_t T, std::vector<float>& cos,
+void rope_tables(const RopeFrequencies& f, std::span<const int64_t> positions, std::vector<float>& cos,
                  std::vector<float>& sin) {
-    const int64_t half = f.rot_dim / 2;
+    const int64_t half = f.rot_dim / 2, T = static_cast<int64_t>(positions.size());
     cos.resize(static_cast<size_t>(T * half));
     sin.resize(static_cast<size_t>(T * half));
     for (int64_t t = 0; t < T; ++t) {
-        const float pos = static_cast<float>(pos0 + t);
+        const float pos = static_cast<float>(positions[t]);
         for (int64_t i = 0; i < half; ++i) {
             const float angle = pos * f.inv_freq[i];  // float32 product, as the reference
             cos[t * half + i] = static_cast<float>(std::cos(static_cast<double>(angle))) * f.attention_factor;

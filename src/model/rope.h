@@ -3,6 +3,7 @@
 
 #include <attnlab/model.h>
 
+#include <span>
 #include <vector>
 
 namespace attnlab {
@@ -17,8 +18,8 @@ struct RopeFrequencies {
 RopeFrequencies rope_frequencies(const RopeConfig& rope, int64_t head_dim,
                                  int64_t max_position_embeddings, double seq_len = 0);
 
-// cos/sin (T, rot_dim/2) for positions pos0 .. pos0+T-1.
-void rope_tables(const RopeFrequencies& f, int64_t pos0, int64_t T, std::vector<float>& cos,
+// cos/sin (T, rot_dim/2) for the T position ids (normally pos0 .. pos0+T-1).
+void rope_tables(const RopeFrequencies& f, std::span<const int64_t> positions, std::vector<float>& cos,
                  std::vector<float>& sin);
 
 }  // namespace attnlab

@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include <nlohmann/json.hpp>
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,6 +109,30 @@ CommandResult run_cli(const std::vector<std::string>& args) {
     std::vector<std::string> argv{cli_path().string()};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_process(argv);
+}
+
+std::unique_ptr<Model> random_model(const TempDir& dir, const RandomModelShape& shape, const std::string& name) {
+    const std::filesystem::path model_dir = dir / name;
+    std::filesystem::create_directories(model_dir);
+    const nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}},
+                                   {"model_type", "llama"},
+                                   {"vocab_size", shape.vocab},
+                                   {"hidden_size", shape.width},
+                                   {"intermediate_size", shape.intermediate},
+                                   {"num_hidden_layers", shape.layers},
+                                   {"num_attention_heads", shape.heads},
+                                   {"num_key_value_heads", shape.kv_heads},
+                                   {"head_dim", shape.head_dim},
+                                   {"max_position_embeddings", shape.max_positions},
+                                   {"rms_norm_eps", 1e-5},
+                                   {"rope_theta", 10000.0},
+                                   {"tie_word_embeddings", false},
+                                   {"bos_token_id", 0},
+                                   {"torch_dtype", "float32"}};
+    write_file(model_dir / "config.json", config.dump(2));
+    const ModelConfig parsed = parse_model_config(config.dump(), (model_dir / "config.json").string());
+    save_random_checkpoint(parsed, DType::F32, shape.seed, shape.init_std, (model_dir / "model.safetensors").string());
+    return Model::load(model_dir.string());
 }
 
 }  // namespace attnlab::test

@@ -2,7 +2,10 @@
 // xz decompression (fixtures store large JSON as .xz), running the CLI.
 #pragma once
 
+#include <attnlab/model.h>
+
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,6 +45,17 @@ struct CommandResult {
     std::string out;  // stdout
     std::string err;  // stderr
 };
+// A small random Llama-shaped f32 model (RoPE, RMSNorm, SwiGLU, GQA) written to dir/name and
+// loaded: for tests that need a model whose weights nothing was trained into.
+struct RandomModelShape {
+    int64_t layers = 3, heads = 4, kv_heads = 2, head_dim = 8, width = 32, vocab = 64, intermediate = 48;
+    int64_t max_positions = 4096;
+    uint64_t seed = 7;
+    double init_std = 0.3;
+};
+std::unique_ptr<Model> random_model(const TempDir& dir, const RandomModelShape& shape = {},
+                                    const std::string& name = "random-model");
+
 // Runs the attnlab CLI with the given arguments (no shell; arguments passed as they are).
 CommandResult run_cli(const std::vector<std::string>& args);
 

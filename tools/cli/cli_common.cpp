@@ -45,6 +45,25 @@ void PromptOptions::add_to(CLI::App& app) {
     app.add_flag("--no-special", no_special, "Do not add special tokens when tokenising the prompt");
 }
 
+void InterventionOptions::add_to(CLI::App& app) {
+    app.add_option("--segment", segment_items, "Label token positions: NAME=A:B (half-open; repeatable)");
+    app.add_option("--segments", segments_file, "Segments JSON file {\"NAME\": \"A:B\" | [\"A:B\", ...]}");
+    app.add_option("--intervene", intervene, "Interventions JSON file (see docs/interventions.md)");
+}
+
+TokenSegments InterventionOptions::segments() const {
+    TokenSegments segs = segments_file.empty() ? TokenSegments() : TokenSegments::load(segments_file);
+    const TokenSegments extra = TokenSegments::parse(segment_items, "--segment");
+    for (const std::string& name : extra.names())
+        for (const TokenRange& r : extra.ranges(name, TokenSegments::kOpenEnd)) segs.add(name, r, "--segment");
+    return segs;
+}
+
+InterventionSet InterventionOptions::interventions(const Model& model, const TokenSegments& segs) const {
+    if (intervene.empty()) return InterventionSet();
+    return InterventionSet::from_file(intervene, InterventionEnv{&model, &segs});
+}
+
 std::vector<int32_t> parse_ids(const std::string& text) {
     std::vector<int32_t> ids;
     size_t start = 0;

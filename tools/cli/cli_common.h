@@ -2,7 +2,9 @@
 #pragma once
 
 #include <attnlab/error.h>
+#include <attnlab/intervention.h>
 #include <attnlab/model.h>
+#include <attnlab/segments.h>
 
 #include <CLI/CLI.hpp>
 
@@ -54,6 +56,17 @@ struct PromptOptions {
     // Token ids of the prompt: --ids as given, or the text tokenised (special tokens added as the
     // tokenizer's post-processor says, unless --no-special).
     std::vector<int32_t> resolve(const Model& model) const;
+};
+
+// --segment NAME=A:B (repeatable), --segments FILE.json, --intervene FILE.json.
+struct InterventionOptions {
+    std::vector<std::string> segment_items;
+    std::string segments_file;
+    std::string intervene;
+    void add_to(CLI::App& app);
+    TokenSegments segments() const;  // the labelled ranges (empty without either option)
+    // The interventions of --intervene (an empty set without it).
+    InterventionSet interventions(const Model& model, const TokenSegments& segments) const;
 };
 
 std::vector<int32_t> parse_ids(const std::string& text);

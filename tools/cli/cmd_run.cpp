@@ -9,6 +9,7 @@ Command add_run(CLI::App& root) {
     struct Options {
         ModelOptions model;
         PromptOptions prompt;
+        InterventionOptions intervene;
         std::string save;
         std::string hooks;
         std::string positions;  // "A:B": keep query positions [A, B) of each hook point
@@ -18,6 +19,7 @@ Command add_run(CLI::App& root) {
     CLI::App* app = root.add_subcommand("run", "Run one forward pass and save logits and activations");
     o->model.add_to(*app);
     o->prompt.add_to(*app);
+    o->intervene.add_to(*app);
     app->add_option("--save", o->save, "Output .safetensors file")->required();
     app->add_option("--hooks", o->hooks, "Regex of hook point names to save (full match)");
     app->add_option("--positions", o->positions, "Save only query positions A:B (half-open) of each hook point");
@@ -46,9 +48,15 @@ Command add_run(CLI::App& root) {
                           "[run] --positions must be A:B with 0 <= A < B, got '{}'", o->positions);
             cache->keep_positions(begin, end);
         }
+        const TokenSegments segments = o->intervene.segments();
+        InterventionSet interventions = o->intervene.interventions(*model, segments);
+        HookChain hooks;  // interventions first, so the cache sees their effect
+        hooks.add(&interventions);
+        if (cache) hooks.add(cache.get());
         ForwardOptions options;
         options.all_logits = true;
-        options.hooks = cache.get();
+        options.hooks = &hooks;
+        options.segments = &segments;
         options.stop_at_layer = o->stop_at_layer;
         KVCache kv = model->new_cache();
         Tensor logits = model->forward(ids, kv, options);

@@ -11,6 +11,7 @@ std::shared_ptr<const Mechanism> make_streaming(MechanismParams&);
 std::shared_ptr<const Mechanism> make_chunked(MechanismParams&);
 std::shared_ptr<const Mechanism> make_prefix(MechanismParams&);
 std::shared_ptr<const Mechanism> make_document(MechanismParams&);
+std::shared_ptr<const Mechanism> make_segment(MechanismParams&);
 std::shared_ptr<const Mechanism> make_power(MechanismParams&);
 std::shared_ptr<const Mechanism> make_radial(MechanismParams&);
 std::shared_ptr<const Mechanism> make_radial_blocks(MechanismParams&);
@@ -32,6 +33,7 @@ const std::vector<MechanismInfo>& mechanism_registry() {
         {"chunked", "size=C", "keep floor(i/C) = floor(j/C)", "chunked(size=6)", mech::make_chunked},
         {"prefix", "len=P", "keep j < P or j <= i (prefix-LM; replaces causal)", "prefix(len=5)", mech::make_prefix},
         {"document", "", "keep seg[i] = seg[j] (input segments, one id per position)", "document", mech::make_document},
+        {"segment", "id=N", "keep keys whose segment id is N (input segments)", "segment(id=1)", mech::make_segment},
         {"power", "block=B=256,window=W=5,sink=N=1",
          "keep d < W or kb < N or (d >= 0 and d&(d-1) = 0), d = floor(i/B)-floor(j/B), kb = floor(j/B) (PowerAttention)",
          "power(block=4,window=2,sink=1)", mech::make_power},
