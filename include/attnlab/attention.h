@@ -98,6 +98,10 @@ public:
     // Throws InvalidArgument if the call lacks an input the mechanism needs
     // (e.g. `document` without segments). max_query_pos: the largest query position.
     virtual void check(const AttentionContext&, int64_t max_query_pos) const {}
+
+    // False if the mechanism looks only at the order of i and j (or at neither): it then means
+    // the same on compacted rows after token dropping. Conservative default: true.
+    virtual bool uses_distance() const { return true; }
 };
 
 // One entry of the mechanism registry: how to build it from its parameters.

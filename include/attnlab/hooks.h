@@ -97,6 +97,12 @@ public:
     // pos0+T-1 unless the caller gave others); edit them in place. Masks keep the sequence order.
     virtual bool remaps_positions() const { return false; }
     virtual void remap_positions(int64_t pos0, std::vector<int64_t>& positions) {}
+    // Token dropping (SGL / FastV): before layer `layer` runs, the rows to remove from the
+    // residual stream, as ascending indices into `positions` (the sequence positions of the
+    // current rows). Dropped tokens keep no state in later layers; the others keep their
+    // positions (RoPE ids), and later layers' KV caches hold only the kept rows.
+    virtual bool drops_tokens(int64_t layer) const { return false; }
+    virtual std::vector<int64_t> drop_tokens(int64_t layer, const std::vector<int64_t>& positions) { return {}; }
 };
 
 // Keeps a copy (f32, contiguous) of every point whose full name matches a regex, or of an
@@ -140,6 +146,9 @@ public:
     void edit_attention(AttentionEditContext& ctx) override;
     bool remaps_positions() const override;
     void remap_positions(int64_t pos0, std::vector<int64_t>& positions) override;
+    // Every hook's drops, merged (a row dropped by any hook is dropped).
+    bool drops_tokens(int64_t layer) const override;
+    std::vector<int64_t> drop_tokens(int64_t layer, const std::vector<int64_t>& positions) override;
 
 private:
     std::vector<Hooks*> chain_;

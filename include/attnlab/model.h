@@ -82,7 +82,11 @@ class KVCache {
 public:
     KVCache() = default;
     int64_t n_past() const { return n_past_; }
-    void clear() { n_past_ = 0; }
+    void clear() {
+        n_past_ = 0;
+        layer_rows_.clear();
+        row_positions_.clear();
+    }
     // Drops everything after the first n positions (e.g. to re-run a suffix).
     void truncate(int64_t n);
     size_t bytes() const;
@@ -91,6 +95,12 @@ private:
     friend class Model;
     int64_t n_past_ = 0;
     int64_t capacity_ = 0;
+    // Token dropping (SGL / FastV) compacts the rows of the layers after the drop: layer l then
+    // holds layer_rows_[l] rows (-1: one per position, the usual case), the positions
+    // row_positions_[l] in order.
+    std::vector<int64_t> layer_rows_;
+    std::vector<std::vector<int64_t>> row_positions_;
+    int64_t layer_rows(size_t l) const { return layer_rows_.empty() || layer_rows_[l] < 0 ? n_past_ : layer_rows_[l]; }
     std::vector<Tensor> k_;  // per layer (capacity, Hkv, D) f32
     std::vector<Tensor> v_;  // per layer (capacity, Hkv, D) f32
     double dynamic_rope_seq_len_ = 0;  // dynamic NTK: the longest sequence seen so far

@@ -124,4 +124,20 @@ void HookChain::remap_positions(int64_t pos0, std::vector<int64_t>& positions) {
         if (h->remaps_positions()) h->remap_positions(pos0, positions);
 }
 
+bool HookChain::drops_tokens(int64_t layer) const {
+    return std::any_of(chain_.begin(), chain_.end(), [&](Hooks* h) { return h->drops_tokens(layer); });
+}
+
+std::vector<int64_t> HookChain::drop_tokens(int64_t layer, const std::vector<int64_t>& positions) {
+    std::vector<int64_t> all;
+    for (Hooks* h : chain_)
+        if (h->drops_tokens(layer)) {
+            const std::vector<int64_t> mine = h->drop_tokens(layer, positions);
+            all.insert(all.end(), mine.begin(), mine.end());
+        }
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    return all;
+}
+
 }  // namespace attnlab

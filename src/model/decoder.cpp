@@ -15,6 +15,7 @@
 #include <attnlab/hooks.h>
 #include <attnlab/threads.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -146,6 +147,36 @@ void reserve_cache(std::vector<Tensor>& k, std::vector<Tensor>& v, int64_t& capa
     capacity = new_capacity;
 }
 
+// Token dropping before layer `layer`: removes rows `drop` (indices into the current rows,
+// ascending, unique) from the residual stream x (R, C), their positions from row_pos and their
+// rows from the RoPE tables (cos/sin (R, half) each), keeping the order of the rest.
+void drop_rows(const std::vector<int64_t>& drop, int64_t layer, std::vector<int64_t>& row_pos, std::vector<float>& x,
+               int64_t C, std::initializer_list<std::vector<float>*> tables, int64_t half_global, int64_t half_local) {
+    const int64_t R = static_cast<int64_t>(row_pos.size());
+    for (size_t k = 0; k < drop.size(); ++k)
+        ATTNLAB_CHECK(drop[k] >= 0 && drop[k] < R && (k == 0 || drop[k] > drop[k - 1]), InvalidArgument,
+                      "[hooks] layer {}: token drop list must be ascending row indices in [0, {})", layer, R);
+    ATTNLAB_CHECK(drop.empty() || drop.back() != R - 1, InvalidArgument,
+                  "[hooks] layer {}: the last token of a call cannot be dropped (its logits are the output)", layer);
+    std::vector<bool> gone(static_cast<size_t>(R), false);
+    for (int64_t r : drop) gone[r] = true;
+    auto compact = [&](float* data, int64_t width) {  // rows of `width` floats
+        int64_t out = 0;
+        for (int64_t r = 0; r < R; ++r)
+            if (!gone[r]) std::memmove(data + (out++) * width, data + r * width, static_cast<size_t>(width) * 4);
+    };
+    compact(x.data(), C);
+    size_t i = 0;
+    for (std::vector<float>* table : tables) {
+        const int64_t half = i++ < 2 ? half_global : half_local;
+        if (!table->empty() && half > 0) compact(table->data(), half);
+    }
+    int64_t out = 0;
+    for (int64_t r = 0; r < R; ++r)
+        if (!gone[r]) row_pos[out++] = row_pos[r];
+    row_pos.resize(static_cast<size_t>(out));
+}
+
 }  // namespace
 
 Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const ForwardOptions& options) const {
@@ -164,6 +195,10 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
                       "[forward] {} positions exceed the model's context of {} (learned positions)",
                       total, c.max_position_embeddings);
     reserve_cache(cache.k_, cache.v_, cache.capacity_, pos0, total, c);
+    if (cache.layer_rows_.empty()) {
+        cache.layer_rows_.assign(static_cast<size_t>(c.n_layer), -1);
+        cache.row_positions_.resize(static_cast<size_t>(c.n_layer));
+    }
     HookSite hooks(options.hooks);
 
     // Embeddings.
@@ -231,65 +266,101 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
     float* k_new = kv.data();
     float* v_new = kv.data() + T * Hkv * D;
 
+    // Rows of the residual stream: the call's T tokens, fewer once a hook drops some (SGL /
+    // FastV token dropping); row_pos holds each row's sequence position.
+    int64_t R = T;
+    std::vector<int64_t> row_pos(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) row_pos[t] = pos0 + t;
+    bool dropped = false;
+    std::vector<bool> compacted_layers(static_cast<size_t>(c.n_layer), false);  // committed at the end
     const int64_t n_run = options.stop_at_layer >= 0 ? std::min(options.stop_at_layer, c.n_layer) : c.n_layer;
     for (int64_t l = 0; l < n_run; ++l) {
         const LayerWeights& L = w.layers[l];
-        hooks.offer_layer(l, "hook_resid_pre", x.data(), {T, C});
+        if (options.hooks && options.hooks->drops_tokens(l)) {
+            drop_rows(options.hooks->drop_tokens(l, row_pos), l, row_pos, x, C,
+                      {&cos_global, &sin_global, &cos_local, &sin_local}, has_rope ? freq_global.rot_dim / 2 : 0,
+                      c.rope_local ? freq_local.rot_dim / 2 : 0);
+            R = static_cast<int64_t>(row_pos.size());
+            dropped = true;
+        }
+        // This layer's cache rows: the positions it holds (compacted once tokens were dropped
+        // before it, now or in an earlier call) and this call's rows after them.
+        const bool compacted = dropped || cache.layer_rows_[l] >= 0;
+        const int64_t rows_before = cache.layer_rows(l), keys = rows_before + R;
+        if (compacted) {
+            std::vector<int64_t>& held = cache.row_positions_[l];
+            if (cache.layer_rows_[l] < 0) {  // first compaction of this layer: rows were positions
+                held.resize(static_cast<size_t>(rows_before));
+                for (int64_t p = 0; p < rows_before; ++p) held[p] = p;
+            }
+            held.resize(static_cast<size_t>(rows_before));  // (rows of a stop_at_layer run are stale)
+            held.insert(held.end(), row_pos.begin(), row_pos.end());
+            compacted_layers[l] = true;
+        }
+        std::vector<int32_t> compacted_segments;
+        const int32_t* layer_segments = segments;
+        if (compacted && options.segments) {
+            const std::vector<int64_t>& held = cache.row_positions_[l];
+            compacted_segments.resize(held.size());
+            for (size_t r = 0; r < held.size(); ++r) compacted_segments[r] = segment_ids[held[r]];
+            layer_segments = compacted_segments.data();
+        }
+        hooks.offer_layer(l, "hook_resid_pre", x.data(), {R, C});
 
         // --- attention ---
         const float* attn_in = x.data();
         if (c.pre_norms) {
-            apply_norm(c, L.attn_norm, x.data(), h.data(), T, C);
-            hooks.offer_layer(l, "ln1.hook_normalized", h.data(), {T, C});
+            apply_norm(c, L.attn_norm, x.data(), h.data(), R, C);
+            hooks.offer_layer(l, "ln1.hook_normalized", h.data(), {R, C});
             attn_in = h.data();
         }
-        project(attn_in, C, L.wq, L.bq, q.data(), T);
-        project(attn_in, C, L.wk, L.bk, k_new, T);
-        project(attn_in, C, L.wv, L.bv, v_new, T);
+        project(attn_in, C, L.wq, L.bq, q.data(), R);
+        project(attn_in, C, L.wk, L.bk, k_new, R);
+        project(attn_in, C, L.wv, L.bv, v_new, R);
         if (c.qk_norm == QKNorm::PerHead) {
-            apply_norm(c, L.q_norm, q.data(), q.data(), T * H, D);
-            apply_norm(c, L.k_norm, k_new, k_new, T * Hkv, D);
+            apply_norm(c, L.q_norm, q.data(), q.data(), R * H, D);
+            apply_norm(c, L.k_norm, k_new, k_new, R * Hkv, D);
         } else if (c.qk_norm == QKNorm::FullWidth) {
-            apply_norm(c, L.q_norm, q.data(), q.data(), T, H * D);
-            apply_norm(c, L.k_norm, k_new, k_new, T, Hkv * D);
+            apply_norm(c, L.q_norm, q.data(), q.data(), R, H * D);
+            apply_norm(c, L.k_norm, k_new, k_new, R, Hkv * D);
         }
-        hooks.offer_layer(l, "attn.hook_q", q.data(), {T, H, D});
-        hooks.offer_layer(l, "attn.hook_k", k_new, {T, Hkv, D});
-        hooks.offer_layer(l, "attn.hook_v", v_new, {T, Hkv, D});
+        hooks.offer_layer(l, "attn.hook_q", q.data(), {R, H, D});
+        hooks.offer_layer(l, "attn.hook_k", k_new, {R, Hkv, D});
+        hooks.offer_layer(l, "attn.hook_v", v_new, {R, Hkv, D});
         const int64_t window = c.layer_window[l];
         if (has_rope) {
             const bool local = window > 0 && c.rope_local.has_value();
             const RopeFrequencies& f = local ? freq_local : freq_global;
             const float* cs = local ? cos_local.data() : cos_global.data();
             const float* sn = local ? sin_local.data() : sin_global.data();
-            cpu::rope_rotate_half(q.data(), H * D, T, H, D, f.rot_dim, cs, sn);
-            cpu::rope_rotate_half(k_new, Hkv * D, T, Hkv, D, f.rot_dim, cs, sn);
-            hooks.offer_layer(l, "attn.hook_rot_q", q.data(), {T, H, D});
-            hooks.offer_layer(l, "attn.hook_rot_k", k_new, {T, Hkv, D});
+            cpu::rope_rotate_half(q.data(), H * D, R, H, D, f.rot_dim, cs, sn);
+            cpu::rope_rotate_half(k_new, Hkv * D, R, Hkv, D, f.rot_dim, cs, sn);
+            hooks.offer_layer(l, "attn.hook_rot_q", q.data(), {R, H, D});
+            hooks.offer_layer(l, "attn.hook_rot_k", k_new, {R, Hkv, D});
         }
         float* k_cache = cache.k_[l].data<float>();
         float* v_cache = cache.v_[l].data<float>();
-        std::memcpy(k_cache + pos0 * Hkv * D, k_new, static_cast<size_t>(T * Hkv * D) * 4);
-        std::memcpy(v_cache + pos0 * Hkv * D, v_new, static_cast<size_t>(T * Hkv * D) * 4);
+        std::memcpy(k_cache + rows_before * Hkv * D, k_new, static_cast<size_t>(R * Hkv * D) * 4);
+        std::memcpy(v_cache + rows_before * Hkv * D, v_new, static_cast<size_t>(R * Hkv * D) * 4);
 
-        // q (T, H, D) at positions pos0 .. total-1 over the cached keys and values (total, Hkv, D).
-        AttentionInputs in = AttentionInputs::contiguous(DType::F32, q.data(), k_cache, v_cache, 1, T, total, H, Hkv, D, D);
-        in.segments = segments;
-        AttentionOutputs out = AttentionOutputs::contiguous(z.data(), nullptr, T, H, D);
+        // q (R, H, D) at cache rows rows_before .. keys-1 over the cached keys and values (keys, Hkv, D).
+        AttentionInputs in = AttentionInputs::contiguous(DType::F32, q.data(), k_cache, v_cache, 1, R, keys, H, Hkv, D, D);
+        in.segments = layer_segments;
+        AttentionOutputs out = AttentionOutputs::contiguous(z.data(), nullptr, R, H, D);
         const bool want_scores = hooks.wants_layer(l, "attn.hook_attn_scores");
         const bool want_pattern = hooks.wants_layer(l, "attn.hook_pattern");
         const bool edits = options.hooks && options.hooks->edits_attention(l);
         const bool want_lse = hooks.wants_layer(l, "attn.hook_lse") || edits;
         std::vector<float> scores, pattern, lse;
-        if (want_scores) out.scores = (scores.resize(static_cast<size_t>(H * T * total)), scores.data());
-        if (want_pattern) out.pattern = (pattern.resize(static_cast<size_t>(H * T * total)), pattern.data());
-        if (want_lse) out.lse = (lse.resize(static_cast<size_t>(T * H)), lse.data());
+        if (want_scores) out.scores = (scores.resize(static_cast<size_t>(H * R * keys)), scores.data());
+        if (want_pattern) out.pattern = (pattern.resize(static_cast<size_t>(H * R * keys)), pattern.data());
+        if (want_lse) out.lse = (lse.resize(static_cast<size_t>(R * H)), lse.data());
         const std::optional<AttentionStatsRequest> stats_request =
-            options.hooks ? options.hooks->attention_stats(l, total) : std::nullopt;
+            options.hooks ? options.hooks->attention_stats(l, keys) : std::nullopt;
         LayerAttentionStats layer_stats;
         AttentionStats stats;
         if (stats_request) {
-            prepare_layer_stats(*stats_request, l, T, total, H, pos0, layer_stats, stats);
+            prepare_layer_stats(*stats_request, l, R, keys, H, rows_before, layer_stats, stats);
             out.stats = &stats;
         }
         // The specs the heads run in this pass: the plan, rewritten by hooks (pre-softmax edits).
@@ -310,6 +381,13 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
             }
             runs = &rewritten;
         }
+        if (compacted)
+            for (const HeadRun& run : *runs)
+                for (const auto& m : run.spec.mechanisms)
+                    ATTNLAB_CHECK(!m->uses_distance(), NotSupported,
+                                  "[forward] layer {} runs '{}', which depends on distances between positions: after "
+                                  "token dropping its keys are compacted, so only order-based specs are supported",
+                                  l, m->text());
         for (const HeadRun& run : *runs) {  // one call per run of heads sharing a spec
             in.head_begin = run.head_begin;
             in.head_end = run.head_end;
@@ -319,12 +397,12 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         if (edits) {  // post-softmax edits, on the output (and the pattern when it exists)
             AttentionEditContext edit;
             edit.layer = l;
-            edit.T = T;
-            edit.S = total;
+            edit.T = R;
+            edit.S = keys;
             edit.H = H;
             edit.Hkv = Hkv;
             edit.D = D;
-            edit.pos0 = pos0;
+            edit.pos0 = rows_before;
             edit.q = q.data();
             edit.k = k_cache;
             edit.v = v_cache;
@@ -332,70 +410,72 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
             edit.lse = lse.data();
             edit.pattern = want_pattern ? pattern.data() : nullptr;
             edit.head_specs = &head_specs;
-            edit.segments = segments;
+            edit.segments = layer_segments;
             edit.run = [&](const AttentionSpec& spec, int64_t h0, int64_t h1, const int32_t* key_segments, float* o,
                            float* o_lse) {
                 AttentionInputs again = in;
                 again.head_begin = h0;
                 again.head_end = h1;
                 again.segments = key_segments;
-                AttentionOutputs again_out = AttentionOutputs::contiguous(o, o_lse, T, H, D);
+                AttentionOutputs again_out = AttentionOutputs::contiguous(o, o_lse, R, H, D);
                 attention(spec, again, again_out);
             };
             options.hooks->edit_attention(edit);
         }
-        if (want_scores) hooks.offer_layer(l, "attn.hook_attn_scores", scores.data(), {H, T, total});
-        if (want_pattern) hooks.offer_layer(l, "attn.hook_pattern", pattern.data(), {H, T, total});
-        if (want_lse) hooks.offer_layer(l, "attn.hook_lse", lse.data(), {T, H});
-        hooks.offer_layer(l, "attn.hook_z", z.data(), {T, H, D});
+        if (want_scores) hooks.offer_layer(l, "attn.hook_attn_scores", scores.data(), {H, R, keys});
+        if (want_pattern) hooks.offer_layer(l, "attn.hook_pattern", pattern.data(), {H, R, keys});
+        if (want_lse) hooks.offer_layer(l, "attn.hook_lse", lse.data(), {R, H});
+        hooks.offer_layer(l, "attn.hook_z", z.data(), {R, H, D});
         if (hooks.wants_layer(l, "attn.hook_result")) {
-            // Per-head outputs: z_h (T, D) · W_O[:, h·D:(h+1)·D]ᵀ -> (T, H, C).
-            std::vector<float> result(static_cast<size_t>(T * H * C));
+            // Per-head outputs: z_h (R, D) · W_O[:, h·D:(h+1)·D]ᵀ -> (R, H, C).
+            std::vector<float> result(static_cast<size_t>(R * H * C));
             for (int64_t head = 0; head < H; ++head) {
                 Tensor wo_h = L.wo.slice(1, head * D, (head + 1) * D);  // (C, D)
                 cpu::linear(z.data() + head * D, H * D, wo_h, nullptr, result.data() + head * C,
-                            H * C, T);
+                            H * C, R);
             }
-            hooks.offer_layer(l, "attn.hook_result", result.data(), {T, H, C});
+            hooks.offer_layer(l, "attn.hook_result", result.data(), {R, H, C});
         }
-        project(z.data(), H * D, L.wo, L.bo, sub.data(), T);
-        if (c.post_norms) apply_norm(c, L.post_attn_norm, sub.data(), sub.data(), T, C);
-        hooks.offer_layer(l, "hook_attn_out", sub.data(), {T, C});
-        cpu::add_inplace(x.data(), sub.data(), T * C);
-        hooks.offer_layer(l, "hook_resid_mid", x.data(), {T, C});
+        project(z.data(), H * D, L.wo, L.bo, sub.data(), R);
+        if (c.post_norms) apply_norm(c, L.post_attn_norm, sub.data(), sub.data(), R, C);
+        hooks.offer_layer(l, "hook_attn_out", sub.data(), {R, C});
+        cpu::add_inplace(x.data(), sub.data(), R * C);
+        hooks.offer_layer(l, "hook_resid_mid", x.data(), {R, C});
 
         // --- MLP ---
         const float* mlp_in = x.data();
         if (c.pre_norms) {
-            apply_norm(c, L.mlp_norm, x.data(), h.data(), T, C);
-            hooks.offer_layer(l, "ln2.hook_normalized", h.data(), {T, C});
+            apply_norm(c, L.mlp_norm, x.data(), h.data(), R, C);
+            hooks.offer_layer(l, "ln2.hook_normalized", h.data(), {R, C});
             mlp_in = h.data();
         }
         if (c.gated_mlp) {
-            project(mlp_in, C, L.w_gate, L.b_gate, gate.data(), T);
-            project(mlp_in, C, L.w_up, L.b_up, up.data(), T);
-            hooks.offer_layer(l, "mlp.hook_pre", gate.data(), {T, I});
-            hooks.offer_layer(l, "mlp.hook_pre_linear", up.data(), {T, I});
-            cpu::activate(c.activation, gate.data(), up.data(), T * I);
+            project(mlp_in, C, L.w_gate, L.b_gate, gate.data(), R);
+            project(mlp_in, C, L.w_up, L.b_up, up.data(), R);
+            hooks.offer_layer(l, "mlp.hook_pre", gate.data(), {R, I});
+            hooks.offer_layer(l, "mlp.hook_pre_linear", up.data(), {R, I});
+            cpu::activate(c.activation, gate.data(), up.data(), R * I);
         } else {
-            project(mlp_in, C, L.w_up, L.b_up, gate.data(), T);
-            hooks.offer_layer(l, "mlp.hook_pre", gate.data(), {T, I});
-            cpu::activate(c.activation, gate.data(), nullptr, T * I);
+            project(mlp_in, C, L.w_up, L.b_up, gate.data(), R);
+            hooks.offer_layer(l, "mlp.hook_pre", gate.data(), {R, I});
+            cpu::activate(c.activation, gate.data(), nullptr, R * I);
         }
-        hooks.offer_layer(l, "mlp.hook_post", gate.data(), {T, I});
-        project(gate.data(), I, L.w_down, L.b_down, sub.data(), T);
-        if (c.post_norms) apply_norm(c, L.post_mlp_norm, sub.data(), sub.data(), T, C);
-        hooks.offer_layer(l, "hook_mlp_out", sub.data(), {T, C});
-        cpu::add_inplace(x.data(), sub.data(), T * C);
-        hooks.offer_layer(l, "hook_resid_post", x.data(), {T, C});
+        hooks.offer_layer(l, "mlp.hook_post", gate.data(), {R, I});
+        project(gate.data(), I, L.w_down, L.b_down, sub.data(), R);
+        if (c.post_norms) apply_norm(c, L.post_mlp_norm, sub.data(), sub.data(), R, C);
+        hooks.offer_layer(l, "hook_mlp_out", sub.data(), {R, C});
+        cpu::add_inplace(x.data(), sub.data(), R * C);
+        hooks.offer_layer(l, "hook_resid_post", x.data(), {R, C});
     }
     if (n_run < c.n_layer) return Tensor();  // stopped early: no logits, the cache stays where it was
     cache.n_past_ = total;
+    for (int64_t l = 0; l < c.n_layer; ++l)
+        if (compacted_layers[l]) cache.layer_rows_[l] = static_cast<int64_t>(cache.row_positions_[l].size());
 
     // Final norm and logits: every row for `run`, only the last for generation.
     const bool final_hooks = hooks.wants("ln_final.hook_normalized") || hooks.wants("unembed.hook_out");
-    const int64_t rows = (options.all_logits || final_hooks) ? T : 1;
-    const float* last = x.data() + (T - rows) * C;
+    const int64_t rows = (options.all_logits || final_hooks) ? R : 1;
+    const float* last = x.data() + (R - rows) * C;
     std::vector<float> normed(static_cast<size_t>(rows * C));  // (rows, C)
     apply_norm(c, w.final_norm, last, normed.data(), rows, C);
     hooks.offer("ln_final.hook_normalized", normed.data(), {rows, C});

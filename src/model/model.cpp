@@ -3,6 +3,7 @@
 
 #include <attnlab/error.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -99,6 +100,8 @@ size_t Model::weight_bytes() const { return weights_->store.total_bytes(); }
 void KVCache::truncate(int64_t n) {
     ATTNLAB_CHECK(n >= 0 && n <= n_past_, InvalidArgument,
                   "[kv-cache] cannot truncate {} positions to {}", n_past_, n);
+    ATTNLAB_CHECK(std::all_of(layer_rows_.begin(), layer_rows_.end(), [](int64_t r) { return r < 0; }) || n == n_past_,
+                  NotSupported, "[kv-cache] cannot truncate a cache whose tokens were dropped (positions and rows differ)");
     n_past_ = n;
 }
 

@@ -188,5 +188,116 @@ TEST(Interventions, MeanAblationWritesTheReferenceMean) {
         for (int64_t d = 0; d < D; ++d) ASSERT_EQ(zm.data<float>()[(t * H + 0) * D + d], zc.data<float>()[(t * H + 0) * D + d]);
 }
 
+// Dropping tokens 3 and 4 before layer 1 equals masking those keys in layers 1.. (spec +
+// segment(id=1) with every other position labelled 1): the kept rows' activations and logits
+// agree in prefill and in the decode steps that follow on the compacted cache.
+TEST(Interventions, TokenDroppingEqualsMaskingInLaterLayers) {
+    test::TempDir dir;
+    auto dropping = test::random_model(dir, {}, "a");
+    auto masking = test::random_model(dir, {}, "b");  // same seed: the same weights
+    masking->set_attention({{1, -1, 0, -1, "causal+segment(id=1)"}});
+    const TokenSegments kept = TokenSegments::parse({"kept=0:3", "kept=5:"});
+    InterventionEnv env{dropping.get(), nullptr};
+    InterventionSet drop = InterventionSet::from_json(R"([{"type": "drop_tokens", "layer": 1, "positions": "3:5"}])", env);
+    ActivationCache cache_a("blocks\\.2\\.hook_resid_post"), cache_b("blocks\\.2\\.hook_resid_post");
+    HookChain hooks_a;
+    hooks_a.add(&drop);
+    hooks_a.add(&cache_a);
+    KVCache kv_a = dropping->new_cache(), kv_b = masking->new_cache();
+    ForwardOptions fa, fb;
+    fa.hooks = &hooks_a;
+    fa.all_logits = fb.all_logits = true;
+    fb.hooks = &cache_b;
+    fb.segments = &kept;
+    const Tensor la = dropping->forward(kIds, kv_a, fa);  // (T - 2, V)
+    const Tensor lb = masking->forward(kIds, kv_b, fb);   // (T, V)
+    const int64_t T = static_cast<int64_t>(kIds.size()), V = lb.size(1);
+    ASSERT_EQ(la.shape(), (Shape{T - 2, V}));
+    const Tensor& ra = cache_a.at("blocks.2.hook_resid_post");  // (T - 2, C)
+    const Tensor& rb = cache_b.at("blocks.2.hook_resid_post");  // (T, C)
+    const int64_t C = rb.size(1);
+    std::vector<int64_t> kept_rows;
+    for (int64_t t = 0; t < T; ++t)
+        if (t != 3 && t != 4) kept_rows.push_back(t);
+    double worst = 0;
+    for (size_t r = 0; r < kept_rows.size(); ++r) {
+        for (int64_t c = 0; c < C; ++c)
+            worst = std::max(worst, std::fabs(double(ra.data<float>()[r * C + c]) - rb.data<float>()[kept_rows[r] * C + c]));
+        for (int64_t v = 0; v < V; ++v)
+            worst = std::max(worst, std::fabs(double(la.data<float>()[r * V + v]) - lb.data<float>()[kept_rows[r] * V + v]));
+    }
+    EXPECT_LT(worst, 1e-5);
+    // Decode steps continue on the compacted cache (positions keep counting from T).
+    EXPECT_EQ(kv_a.n_past(), T);
+    for (int32_t next : {7, 30, 2}) {
+        const std::vector<int32_t> one = {next};
+        const Tensor da = dropping->forward(one, kv_a, fa), db = masking->forward(one, kv_b, fb);
+        EXPECT_LT(max_abs_diff(da, db), 1e-5) << "decode token " << next;
+    }
+    // Without the mask the dropped tokens matter (the test can fail).
+    auto plain = test::random_model(dir, {}, "c");
+    KVCache kv_c = plain->new_cache();
+    ForwardOptions fc;
+    fc.all_logits = true;
+    const Tensor lc = plain->forward(kIds, kv_c, fc);
+    EXPECT_GT(std::fabs(double(lc.data<float>()[(T - 1) * V]) - la.data<float>()[(T - 3) * V]), 1e-6);
+}
+
+TEST(Interventions, TokenDroppingRefusesDistanceBasedSpecsAndBadLists) {
+    test::TempDir dir;
+    auto model = test::random_model(dir);
+    model->set_attention({{2, -1, 0, -1, "causal+window(size=4)"}});
+    InterventionEnv env{model.get(), nullptr};
+    InterventionSet drop = InterventionSet::from_json(R"([{"type": "drop_tokens", "layer": 1, "positions": "3:5"}])", env);
+    KVCache kv = model->new_cache();
+    ForwardOptions options;
+    options.hooks = &drop;
+    try {
+        model->forward(kIds, kv, options);
+        FAIL() << "expected NotSupported";
+    } catch (const NotSupported& e) {
+        EXPECT_NE(std::string(e.what()).find("window(size=4)"), std::string::npos) << e.what();
+    }
+    InterventionSet last = InterventionSet::from_json(R"([{"type": "drop_tokens", "layer": 1, "positions": "10:11"}])", env);
+    KVCache kv2 = model->new_cache();
+    options.hooks = &last;
+    EXPECT_THROW(model->forward(kIds, kv2, options), InvalidArgument);  // the last token of the call
+    EXPECT_THROW(InterventionSet::from_json(R"([{"type": "drop_tokens", "layer": 0, "positions": "1:2"}])", env),
+                 InvalidArgument);
+    EXPECT_THROW(InterventionSet::from_json(R"([{"type": "drop_tokens", "layer": 1}])", env), InvalidArgument);
+}
+
+// keep = 0.5 of positions 2..5 keeps the two that received the most attention in layer 0, by
+// the column sums of layer 0's materialised pattern (mean over heads and seeing queries).
+TEST(Interventions, TokenDroppingKeepsTheMostAttendedCandidates) {
+    test::TempDir dir;
+    auto model = test::random_model(dir);
+    RunResult clean = run(*model, "", "blocks\\.0\\.attn\\.hook_pattern");
+    const Tensor& p = clean.cache.at("blocks.0.attn.hook_pattern");  // (H, T, T)
+    const int64_t H = p.size(0), T = p.size(1);
+    std::vector<std::pair<double, int64_t>> mass;
+    for (int64_t k = 2; k < 6; ++k) {
+        double sum = 0;
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t i = k; i < T; ++i) sum += p.data<float>()[(h * T + i) * T + k];
+        mass.push_back({-sum / double(H * (T - k)), k});
+    }
+    std::sort(mass.begin(), mass.end());
+    RunResult dropped = run(*model, R"([{"type": "drop_tokens", "layer": 1, "positions": "2:6", "keep": 0.5}])",
+                            "blocks\\.1\\.hook_resid_pre");
+    // The kept rows are those whose layer-1 input equals the clean run's at their position.
+    RunResult full = run(*model, "", "blocks\\.1\\.hook_resid_pre");
+    const Tensor& a = dropped.cache.at("blocks.1.hook_resid_pre");  // (T - 2, C)
+    const Tensor& b = full.cache.at("blocks.1.hook_resid_pre");     // (T, C)
+    ASSERT_EQ(a.size(0), T - 2);
+    const int64_t C = a.size(1);
+    std::vector<int64_t> want = {0, 1};
+    want.push_back(std::min(mass[0].second, mass[1].second));
+    want.push_back(std::max(mass[0].second, mass[1].second));
+    for (int64_t t = 6; t < T; ++t) want.push_back(t);
+    for (size_t r = 0; r < want.size(); ++r)
+        for (int64_t c = 0; c < C; ++c) ASSERT_EQ(a.data<float>()[r * C + c], b.data<float>()[want[r] * C + c]) << r;
+}
+
 }  // namespace
 }  // namespace attnlab

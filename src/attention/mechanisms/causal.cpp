@@ -7,6 +7,7 @@ namespace {
 
 class Causal final : public Mechanism {
 public:
+    bool uses_distance() const override { return false; }
     std::string text() const override { return "causal"; }
     bool is_mask() const override { return true; }
     bool keep(const ScoreCoord& c) const override { return c.j <= c.i; }

@@ -8,6 +8,7 @@ namespace {
 
 class Document final : public Mechanism {
 public:
+    bool uses_distance() const override { return false; }
     std::string text() const override { return "document"; }
     bool is_mask() const override { return true; }
     bool keep(const ScoreCoord& c) const override {

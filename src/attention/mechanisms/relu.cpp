@@ -8,6 +8,7 @@ namespace {
 
 class Relu final : public Mechanism {
 public:
+    bool uses_distance() const override { return false; }
     std::string text() const override { return "relu"; }
     std::optional<Normalizer> normalizer() const override { return Normalizer{NormalizerKind::Relu, 0.0}; }
 };

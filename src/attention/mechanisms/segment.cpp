@@ -11,6 +11,7 @@ namespace {
 class Segment final : public Mechanism {
 public:
     explicit Segment(int64_t id) : id_(static_cast<int32_t>(id)) {}
+    bool uses_distance() const override { return false; }
     std::string text() const override { return fmt::format("segment(id={})", id_); }
     bool is_mask() const override { return true; }
     bool keep(const ScoreCoord& c) const override { return c.ctx->segments[c.j] == id_; }

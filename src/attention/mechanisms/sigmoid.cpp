@@ -9,6 +9,7 @@ namespace {
 class Sigmoid final : public Mechanism {
 public:
     explicit Sigmoid(double bias) : bias_(bias) {}
+    bool uses_distance() const override { return false; }
     std::string text() const override { return fmt::format("sigmoid(bias={})", format_param(bias_)); }
     std::optional<Normalizer> normalizer() const override { return Normalizer{NormalizerKind::Sigmoid, bias_}; }
 

@@ -9,6 +9,7 @@ namespace {
 
 class Sinks final : public Mechanism {
 public:
+    bool uses_distance() const override { return false; }
     std::string text() const override { return "sinks"; }
     bool has_extra_logit() const override { return true; }
     double extra_logit(int64_t h, const AttentionContext& ctx) const override { return ctx.sinks[h]; }

@@ -11,6 +11,7 @@ namespace {
 class Softcap final : public Mechanism {
 public:
     explicit Softcap(double cap) : cap_(cap) {}
+    bool uses_distance() const override { return false; }
     std::string text() const override { return fmt::format("softcap(cap={})", format_param(cap_)); }
     bool is_score_mod() const override { return true; }
     double modify(double s, const ScoreCoord&) const override { return cap_ * std::tanh(s / cap_); }

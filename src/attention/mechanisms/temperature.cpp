@@ -8,6 +8,7 @@ namespace {
 class Temperature final : public Mechanism {
 public:
     explicit Temperature(double t) : t_(t) {}
+    bool uses_distance() const override { return false; }
     std::string text() const override { return fmt::format("temperature(t={})", format_param(t_)); }
     bool is_score_mod() const override { return true; }
     double modify(double s, const ScoreCoord&) const override { return s / t_; }

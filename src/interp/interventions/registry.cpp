@@ -11,6 +11,7 @@ namespace attnlab {
 
 namespace intervention_util {
 std::unique_ptr<Intervention> make_head_ablation(const Fields&);
+std::unique_ptr<Intervention> make_drop_tokens(const Fields&);
 }  // namespace intervention_util
 
 namespace {
@@ -27,6 +28,8 @@ const std::vector<Entry>& registry() {
     static const std::vector<Entry> entries = {
         {{"ablate", "head ablation: zero, mean (of a reference run), uniform attention, one-hot to BOS, or scale"},
          intervention_util::make_head_ablation},
+        {{"drop_tokens", "token dropping before a layer, keeping position ids (SGL / FastV ranking by attention received)"},
+         intervention_util::make_drop_tokens},
     };
     return entries;
 }
