@@ -5,6 +5,7 @@
 // page builder (report.h).
 #pragma once
 
+#include <attnlab/hooks.h>
 #include <attnlab/model.h>
 #include <attnlab/probes.h>
 
@@ -21,6 +22,13 @@ struct AttentionReportOptions {
     int64_t repeat_sequences = 4;     // ... over this many such sequences
     uint64_t seed = 1;
     int64_t max_pattern_tokens = 256; // per-head pattern images for at most this many prompt tokens (the last ones)
+    // Labelled positions of the prompt (segments reach the kernel and the interventions).
+    const TokenSegments* segments = nullptr;
+    // An intervention to show (e.g. an InterventionSet): the page gains a section with, for every
+    // head whose pattern it changes, the attention before, after and their difference, and the
+    // next-token prediction before and after. The probes above it run without it.
+    Hooks* intervention = nullptr;
+    std::vector<std::string> intervention_lines;  // its description, one line per intervention
 };
 
 struct AttentionReportFiles {

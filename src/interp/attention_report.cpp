@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 namespace attnlab {
@@ -157,6 +158,135 @@ void add_sink_sections(report::Page& page, const SinkScores& sinks, const Positi
     page.add(depth);
 }
 
+// The pattern grid cell of one head (PNG next to the page, heatmap on it).
+Heatmap pattern_heatmap(const std::string& id, const std::string& title, const float* p, int64_t n,
+                        const std::vector<std::string>& labels, double vmin, double vmax, const std::string& value_label) {
+    Heatmap hm;
+    hm.id = id;
+    hm.title = title;
+    hm.rows = hm.cols = n;
+    hm.values.assign(p, p + n * n);
+    hm.row_label = "query";
+    hm.col_label = "key";
+    hm.value_label = value_label;
+    hm.vmin = vmin;
+    hm.vmax = vmax;
+    if (n <= 64) hm.row_names = hm.col_names = labels;
+    return hm;
+}
+
+// The prompt's patterns and last-position logits with `hooks` attached (null: plain).
+struct CapturedRun {
+    PatternCapture patterns;
+    Tensor logits;  // (1, V)
+};
+void capture_run(const Model& model, const std::vector<int32_t>& prompt, const AttentionReportOptions& options,
+                 Hooks* intervention, CapturedRun& run) {
+    HookChain chain;  // the intervention first, so the capture sees the edited pattern
+    if (intervention) chain.add(intervention);
+    chain.add(&run.patterns);
+    KVCache cache = model.new_cache();
+    ForwardOptions fo;
+    fo.hooks = &chain;
+    fo.segments = options.segments;
+    run.logits = model.forward(prompt, cache, fo);
+}
+
+// "Intervention" section: before / after / difference of every head the intervention changes.
+void add_intervention_section(report::Page& page, const Model& model, const std::vector<int32_t>& prompt,
+                              const AttentionReportOptions& options, const std::vector<std::string>& labels,
+                              nlohmann::json& all) {
+    CapturedRun before{PatternCapture(options.max_pattern_tokens), Tensor()};
+    CapturedRun after{PatternCapture(options.max_pattern_tokens), Tensor()};
+    capture_run(model, prompt, options, nullptr, before);
+    capture_run(model, prompt, options, options.intervention, after);
+    const int64_t n = before.patterns.tokens(), H = before.patterns.heads();
+    auto top = [&](const Tensor& logits) {
+        const float* x = logits.data<float>();
+        const int64_t V = logits.size(1);
+        const int64_t id = std::max_element(x, x + V) - x;
+        const int32_t id32 = static_cast<int32_t>(id);
+        const std::string text = model.tokenizer() ? model.tokenizer()->decode(std::span<const int32_t>(&id32, 1)) : "";
+        return std::make_pair(id, text);
+    };
+    const auto [id_before, text_before] = top(before.logits);
+    const auto [id_after, text_after] = top(after.logits);
+    std::string lines;
+    for (const std::string& line : options.intervention_lines) lines += (lines.empty() ? "" : "; ") + line;
+    page.add_section("Intervention",
+                     fmt::format("{}. Next token after the prompt: {} '{}' before, {} '{}' after. The heatmap shows how "
+                                 "much each head's pattern on the last {} tokens changed (the heads edited and every "
+                                 "head downstream of them); below it the most changed heads: before, after, and "
+                                 "after − before.",
+                                 lines.empty() ? "an intervention" : lines, id_before, text_before, id_after, text_after, n));
+    struct Change {
+        size_t layer;
+        int64_t head;
+        double max_diff, mean_l1, bos_before, bos_after;
+    };
+    std::vector<Change> changes;
+    Heatmap overview;
+    overview.id = "intervention-change";
+    overview.title = "pattern change";
+    overview.caption = "mean over query rows of Σ_j |p_after − p_before|";
+    overview.rows = static_cast<int64_t>(before.patterns.layers().size());
+    overview.cols = H;
+    overview.row_label = "layer";
+    overview.col_label = "head";
+    overview.value_label = "mean row L1 change";
+    for (size_t l = 0; l < before.patterns.layers().size(); ++l)
+        for (int64_t h = 0; h < H; ++h) {
+            const float* a = before.patterns.layers()[l].data() + h * n * n;
+            const float* b = after.patterns.layers()[l].data() + h * n * n;
+            Change c{l, h, 0, 0, 0, 0};
+            for (int64_t k = 0; k < n * n; ++k) {
+                c.max_diff = std::max(c.max_diff, std::fabs(double(b[k]) - a[k]));
+                c.mean_l1 += std::fabs(double(b[k]) - a[k]);
+            }
+            c.mean_l1 /= double(n);
+            for (int64_t t = 0; t < n; ++t) c.bos_before += a[t * n] / double(n), c.bos_after += b[t * n] / double(n);
+            overview.values.push_back(c.mean_l1);
+            if (c.max_diff > 1e-7) changes.push_back(c);
+        }
+    page.add(overview);
+    std::stable_sort(changes.begin(), changes.end(), [](const Change& x, const Change& y) { return x.mean_l1 > y.mean_l1; });
+    report::Table table;
+    table.id = "intervention-heads";
+    table.title = "most changed heads";
+    table.header = {"layer", "head", "max |Δp|", "mean row L1 change", "BOS mass before", "BOS mass after"};
+    nlohmann::json changed = nlohmann::json::array();
+    for (const Change& c : changes) {
+        if (table.rows.size() < 16)
+            table.rows.push_back({std::to_string(c.layer), std::to_string(c.head), fmt::format("{:.4f}", c.max_diff),
+                                  fmt::format("{:.4f}", c.mean_l1), fmt::format("{:.4f}", c.bos_before),
+                                  fmt::format("{:.4f}", c.bos_after)});
+        changed.push_back({{"layer", c.layer}, {"head", c.head}, {"max_abs_change", c.max_diff},
+                           {"mean_row_l1_change", c.mean_l1}, {"bos_mass_before", c.bos_before},
+                           {"bos_mass_after", c.bos_after}});
+    }
+    page.add(table);
+    const int scale = static_cast<int>(std::max<int64_t>(1, 160 / std::max<int64_t>(n, 1)));
+    for (size_t k = 0; k < std::min<size_t>(changes.size(), 6); ++k) {
+        const size_t l = changes[k].layer;
+        const int64_t h = changes[k].head;
+        const float* a = before.patterns.layers()[l].data() + h * n * n;
+        const float* b = after.patterns.layers()[l].data() + h * n * n;
+        std::vector<float> diff(static_cast<size_t>(n * n));
+        double extent = 1e-12;
+        for (int64_t i = 0; i < n * n; ++i) extent = std::max(extent, std::fabs(double(diff[i] = b[i] - a[i])));
+        const std::string tag = fmt::format("{}-{}", l, h);
+        page.add(pattern_heatmap("before-" + tag, fmt::format("layer {} head {}: before", l, h), a, n, labels, 0, 1, "probability"), scale);
+        page.add(pattern_heatmap("after-" + tag, fmt::format("layer {} head {}: after", l, h), b, n, labels, 0, 1, "probability"), scale);
+        page.add(pattern_heatmap("diff-" + tag, fmt::format("layer {} head {}: after − before", l, h), diff.data(), n, labels,
+                                 -extent, extent, "change"),
+                 scale);
+    }
+    all["intervention"] = {{"description", options.intervention_lines},
+                           {"next_token_before", {{"id", id_before}, {"text", text_before}}},
+                           {"next_token_after", {{"id", id_after}, {"text", text_after}}},
+                           {"changed_heads", changed}};
+}
+
 }  // namespace
 
 AttentionReportFiles write_attention_report(const Model& model, const std::vector<int32_t>& prompt,
@@ -205,6 +335,7 @@ AttentionReportFiles write_attention_report(const Model& model, const std::vecto
         KVCache cache = model.new_cache();
         ForwardOptions fo;
         fo.hooks = &capture;
+        fo.segments = options.segments;
         model.forward(prompt, cache, fo);
     }
 
@@ -248,23 +379,15 @@ AttentionReportFiles write_attention_report(const Model& model, const std::vecto
                                  n));
     for (size_t l = 0; l < capture.layers().size(); ++l)
         for (int64_t h = 0; h < capture.heads(); ++h) {
-            Heatmap hm;
-            hm.id = fmt::format("pattern-{}-{}", l, h);
-            hm.title = fmt::format("layer {} head {}", l, h);
-            hm.rows = hm.cols = n;
-            const float* p = capture.layers()[l].data() + h * n * n;
-            hm.values.assign(p, p + n * n);
-            hm.row_label = "query";
-            hm.col_label = "key";
-            hm.value_label = "probability";
-            hm.vmin = 0.0;
-            hm.vmax = 1.0;
-            if (n <= 64) hm.row_names = hm.col_names = labels;
+            const Heatmap hm = pattern_heatmap(fmt::format("pattern-{}-{}", l, h), fmt::format("layer {} head {}", l, h),
+                                               capture.layers()[l].data() + h * n * n, n, labels, 0.0, 1.0, "probability");
             const fs::path png = out_dir / "patterns" / fmt::format("{}_{}.png", l, h);
             report::write_png(png, hm, std::max<int>(1, static_cast<int>(256 / std::max<int64_t>(n, 1))));
             files.patterns.push_back(png);
             page.add(hm, static_cast<int>(std::max<int64_t>(1, 160 / std::max<int64_t>(n, 1))));
         }
+
+    if (options.intervention && !control.cancelled()) add_intervention_section(page, model, prompt, options, labels, all);
 
     all["prompt_ids"] = prompt;
     all["model"] = {{"directory", model.directory()}, {"model_type", c.model_type}, {"layers", c.n_layer},

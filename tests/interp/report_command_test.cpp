@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <map>
+
 namespace attnlab {
 namespace {
 
@@ -41,6 +43,40 @@ TEST(ReportCommand, TinylmReportLoadsInChromium) {
     EXPECT_EQ(page.rendered.substr(0, slash), page.rendered.substr(slash + 1));
     EXPECT_GE(std::stoi(page.rendered.substr(slash + 1)), 48 + 6);  // patterns + head-score heatmaps
     EXPECT_GT(std::filesystem::file_size(tmp / "shot.png"), 10000u);
+}
+
+// With --intervene the page shows, for exactly the heads the intervention changes, the pattern
+// before, after and the difference, and the JSON says what changed.
+TEST(ReportCommand, InterventionSectionShowsBeforeAndAfter) {
+    test::TempDir tmp;
+    const auto out = tmp / "report";
+    const std::string model = (test::source_dir() / "models" / "tinylm").string();
+    test::write_file(tmp / "spec.json", R"({"interventions": [
+        {"type": "ablate", "mode": "bos", "heads": "2:3"},
+        {"type": "ablate", "mode": "uniform", "heads": "4:0-1"}]})");
+    const auto r = test::run_cli({"report", "-m", model, "-p", "And God said, Let there be light", "-o", out.string(),
+                                  "--repeat-block", "0", "--intervene", (tmp / "spec.json").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(test::read_file(out / "report.json"));
+    const nlohmann::json& iv = j["intervention"];
+    ASSERT_EQ(iv["description"].size(), 2u);
+    EXPECT_EQ(iv["description"][0], "ablate bos 2:3");
+    // Changed: the edited heads and heads downstream of them (layers 3..), never an earlier one.
+    std::map<std::pair<int, int>, double> changed;
+    for (const auto& h : iv["changed_heads"])
+        changed[{h["layer"].get<int>(), h["head"].get<int>()}] = h["bos_mass_after"].get<double>();
+    for (const auto& [head, bos] : changed) EXPECT_TRUE(head.first > 2 || head == std::make_pair(2, 3)) << head.first << ":" << head.second;
+    ASSERT_TRUE(changed.count({2, 3}) && changed.count({4, 0}) && changed.count({4, 1}));
+    EXPECT_NEAR((changed[{2, 3}]), 1.0, 1e-6);  // one-hot on BOS
+    EXPECT_TRUE(iv["next_token_before"].contains("text"));
+
+    const test::PageCheck page = test::check_page_in_chromium(out / "report.html", tmp / "shot.png");
+    ASSERT_TRUE(page.ran) << page.error;
+    for (const std::string& e : page.console_errors) ADD_FAILURE() << "console error: " << e;
+    const size_t slash = page.rendered.find('/');
+    ASSERT_NE(slash, std::string::npos) << "rendered = '" << page.rendered << "'";
+    EXPECT_EQ(page.rendered.substr(0, slash), page.rendered.substr(slash + 1));
+    EXPECT_GE(std::stoi(page.rendered.substr(slash + 1)), 48 + 5 + 1 + 6 * 3);  // + overview, 6 × (before, after, diff)
 }
 
 TEST(ReportCommand, BadInputIsOneErrorLine) {

@@ -11,6 +11,7 @@ namespace attnlab::cli {
 Command add_report(CLI::App& root) {
     struct Options {
         ModelOptions model;
+        InterventionOptions intervene;
         std::string text, file, ids, out_dir;
         bool no_special = false;
         int64_t repeat_block = 50, max_pattern_tokens = 256;
@@ -18,6 +19,7 @@ Command add_report(CLI::App& root) {
     auto o = std::make_shared<Options>();
     CLI::App* app = root.add_subcommand("report", "Write an HTML report of what every head does on a prompt");
     o->model.add_to(*app);
+    o->intervene.add_to(*app);
     app->add_option("-p,--prompt", o->text, "The prompt");
     app->add_option("-f,--file", o->file, "A text file as the prompt");
     app->add_option("--ids", o->ids, "The prompt as token ids, e.g. 0,5,7");
@@ -39,6 +41,13 @@ Command add_report(CLI::App& root) {
         options.prompt_label = !o->text.empty() ? o->text : (!o->file.empty() ? o->file : "");
         options.repeat_block = o->repeat_block;
         options.max_pattern_tokens = o->max_pattern_tokens;
+        const TokenSegments segments = o->intervene.segments();
+        InterventionSet interventions = o->intervene.interventions(*model, segments);
+        options.segments = &segments;
+        if (!interventions.empty()) {
+            options.intervention = &interventions;
+            options.intervention_lines = interventions.describe();
+        }
         AttentionReportFiles files;
         {
             ProgressBar bar("report");
