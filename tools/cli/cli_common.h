@@ -31,6 +31,7 @@ Command add_make_model(CLI::App& root);
 Command add_perplexity(CLI::App& root);
 Command add_attn_eval(CLI::App& root);
 std::function<int()> add_bench_attention(CLI::App& bench);
+Command add_patch(CLI::App& root);  // cmd_patch.cpp
 
 // Options most subcommands share.
 struct ModelOptions {

@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
     std::vector<Command> commands = {add_generate(app), add_run(app),   add_tokenize(app),
                                      add_detokenize(app), add_inspect(app), add_bench(app),
                                      add_make_model(app), add_perplexity(app), add_attn_eval(app),
-                                     add_probe(app), add_report(app)};
+                                     add_probe(app), add_report(app),
+                                     add_patch(app)};
     // CLI11 reports an unknown subcommand only as "a subcommand is required": name it instead.
     if (argc > 1 && argv[1][0] != '-') {
         std::string known;
