@@ -1,8 +1,9 @@
 // Sampling and text generation on top of Model::forward (prefill, then one token per step
-// against the KV cache).
+// against the KV cache), optionally with interventions and hooks on every forward pass.
 #pragma once
 
 #include <attnlab/model.h>
+#include <attnlab/segments.h>
 
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,13 @@ struct GenerateOptions {
     int64_t context_length = 0;
     // Called with each new token as soon as it is chosen (for streaming).
     std::function<void(int32_t)> on_token;
+    // Edits of every forward pass (the prefill and each decode step): `interventions` run first
+    // and get begin_sequence() once per generate() call; `hooks` (caches, probes) run after them,
+    // so they see the edited activations. Either may be null.
+    Hooks* interventions = nullptr;
+    Hooks* hooks = nullptr;
+    // Labelled positions of the sequence (prompt and generated tokens; see ForwardOptions).
+    const TokenSegments* segments = nullptr;
 };
 
 // Runs the prompt through the model on `cache` (which may already hold a prefix) and

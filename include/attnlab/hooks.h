@@ -80,6 +80,12 @@ struct AttentionEditContext {
 class Hooks {
 public:
     virtual ~Hooks() = default;
+    // Called first in every forward pass: its T tokens sit at sequence positions pos0 .. pos0+T-1
+    // (tensor hooks see only the call's rows; this says where they are).
+    virtual void begin_forward(int64_t pos0, int64_t T) {}
+    // Called before the first forward pass of a new sequence by drivers that run several
+    // (generate, patching sweeps): hooks that gather per-sequence state (ACT's sinks) reset it.
+    virtual void begin_sequence() {}
     virtual bool wants(const std::string& name) const = 0;
     // Called with each wanted point; `value` may be modified in place.
     virtual void on(const std::string& name, Tensor& value) = 0;
@@ -133,6 +139,8 @@ private:
 class HookChain : public Hooks {
 public:
     void add(Hooks* hooks) { chain_.push_back(hooks); }
+    void begin_forward(int64_t pos0, int64_t T) override;
+    void begin_sequence() override;
     bool wants(const std::string& name) const override;
     void on(const std::string& name, Tensor& value) override;
     // The union of the hooks' requests (flags OR-ed; two hooks asking for different key,

@@ -39,9 +39,6 @@ class Intervention : public Hooks {
 public:
     // The intervention as one line ("ablate zero 1:0,1:2"), for logs and reports.
     virtual std::string describe() const = 0;
-    // Called before each new sequence (not before its decode steps): interventions that gather
-    // per-sequence state (ACT's sink set) reset it here.
-    virtual void begin_sequence() {}
 };
 
 // "1:0,1:2-3,0:*" -> heads, checked against (n_layer, n_head); throws InvalidArgument naming
@@ -65,7 +62,6 @@ public:
     bool empty() const { return owned_.empty(); }
     const Intervention& at(size_t i) const { return *owned_.at(i); }
     std::vector<std::string> describe() const;
-    void begin_sequence();
 
 private:
     std::vector<std::unique_ptr<Intervention>> owned_;

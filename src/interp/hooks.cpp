@@ -46,6 +46,14 @@ const Tensor& ActivationCache::at(const std::string& name) const {
     return it->second;
 }
 
+void HookChain::begin_forward(int64_t pos0, int64_t T) {
+    for (Hooks* h : chain_) h->begin_forward(pos0, T);
+}
+
+void HookChain::begin_sequence() {
+    for (Hooks* h : chain_) h->begin_sequence();
+}
+
 bool HookChain::wants(const std::string& name) const {
     for (Hooks* h : chain_)
         if (h->wants(name)) return true;

@@ -200,6 +200,7 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         cache.row_positions_.resize(static_cast<size_t>(c.n_layer));
     }
     HookSite hooks(options.hooks);
+    if (options.hooks) options.hooks->begin_forward(pos0, T);
 
     // Embeddings.
     std::vector<float> x(static_cast<size_t>(T * C));  // (T, C) residual stream

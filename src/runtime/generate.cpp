@@ -87,7 +87,16 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
     std::vector<int32_t> history(prompt.begin(), prompt.end());
     std::vector<int32_t> generated;
     if (options.max_new_tokens == 0) return generated;
-    Tensor logits = model.forward(prompt, cache);
+    HookChain hooks;  // interventions first, so observers see their effect
+    if (options.interventions) {
+        options.interventions->begin_sequence();
+        hooks.add(options.interventions);
+    }
+    if (options.hooks) hooks.add(options.hooks);
+    ForwardOptions forward;
+    forward.hooks = options.interventions || options.hooks ? &hooks : nullptr;
+    forward.segments = options.segments;
+    Tensor logits = model.forward(prompt, cache, forward);
     for (int64_t step = 0; step < options.max_new_tokens; ++step) {
         std::span<const float> row(logits.data<float>(), static_cast<size_t>(c.vocab_size));
         const int32_t next = sampler.sample(row, history);
@@ -99,7 +108,7 @@ std::vector<int32_t> generate(const Model& model, std::span<const int32_t> promp
         if ((options.stop_at_eos && is_eos) || step + 1 == options.max_new_tokens) break;
         if (cache.n_past() >= context) break;  // the context is full
         const int32_t one[1] = {next};
-        logits = model.forward(one, cache);
+        logits = model.forward(one, cache, forward);
     }
     return generated;
 }

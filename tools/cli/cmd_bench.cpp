@@ -6,6 +6,7 @@
 #include "cli_common.h"
 
 #include <attnlab/hooks.h>
+#include <attnlab/intervention.h>
 #include <attnlab/threads.h>
 
 #include <nlohmann/json.hpp>
@@ -86,6 +87,7 @@ Command add_bench(CLI::App& root) {
         int repetitions = 5;
         bool json = false;
         std::string stats = "none";
+        InterventionOptions intervene;
     };
     auto o = std::make_shared<Options>();
     CLI::App* app = root.add_subcommand("bench", "Prompt-processing and generation throughput (llama-bench style)");
@@ -102,6 +104,7 @@ Command add_bench(CLI::App& root) {
                     "Prompt processing also computes attention statistics in every layer: rows (the heads "
                     "probe's, one pass) or columns (rows + column sums, a second pass)")
         ->check(CLI::IsMember({"none", "rows", "columns"}));
+    o->intervene.add_to(*app);  // every test (and the untimed depth fill) runs with the interventions
     return {app, [o, run_attention, attention_app] {
         if (attention_app->parsed()) return run_attention();
         ATTNLAB_CHECK(!o->model.model_dir.empty(), InvalidArgument, "[bench] -m/--model is required");
@@ -111,28 +114,42 @@ Command add_bench(CLI::App& root) {
         ATTNLAB_CHECK(longest <= o->model.context_length(*model), InvalidArgument,
                       "[bench] depth {} + {} tokens exceed the context of {} (-c to raise it)", o->depth,
                       std::max(o->n_prompt, o->n_gen), o->model.context_length(*model));
-        // The cache holds `depth` tokens before each timed run; it is refilled untimed.
+        // Interventions (--intervene, on the --segment/--segments labels) act in every pass.
+        const TokenSegments segments = o->intervene.segments();
+        InterventionSet interventions = o->intervene.interventions(*model, segments);
+        ForwardOptions with_interventions;
+        if (!interventions.empty()) with_interventions.hooks = &interventions;
+        if (!segments.empty()) with_interventions.segments = &segments;
+        std::string intervened;
+        for (const std::string& line : interventions.describe()) intervened += (intervened.empty() ? "" : "; ") + line;
+        if (!intervened.empty()) intervened = " +intervene(" + intervened + ")";
+        // The cache holds `depth` tokens before each timed run; it is refilled untimed (a new
+        // sequence for the interventions, whose per-sequence state starts at the fill).
         const std::vector<int32_t> depth_ids = random_ids(o->depth, c.vocab_size, 3);
         KVCache cache = model->new_cache();
         auto fill = [&] {
             cache.clear();
-            if (!depth_ids.empty()) model->forward(depth_ids, cache);
+            interventions.begin_sequence();
+            if (!depth_ids.empty()) model->forward(depth_ids, cache, with_interventions);
         };
         const std::string at = o->depth > 0 ? fmt::format(" @ d{}", o->depth) : "";
         std::vector<BenchRow> rows;
         if (o->n_prompt > 0) {
             std::vector<int32_t> ids = random_ids(o->n_prompt, c.vocab_size, 1);
             StatsOnlyHook stats_hook(o->stats == "columns");
-            ForwardOptions options;
-            if (o->stats != "none") options.hooks = &stats_hook;
+            HookChain hooks;
+            if (o->stats != "none") hooks.add(&stats_hook);
+            if (!interventions.empty()) hooks.add(&interventions);
+            ForwardOptions options = with_interventions;
+            if (o->stats != "none" || !interventions.empty()) options.hooks = &hooks;
             const std::string stats = o->stats != "none" ? " +stats(" + o->stats + ")" : "";
-            rows.push_back(measure(fmt::format("pp{}{}{}", o->n_prompt, at, stats), o->n_prompt, o->repetitions, fill,
-                                   [&] { model->forward(ids, cache, options); }));
+            rows.push_back(measure(fmt::format("pp{}{}{}{}", o->n_prompt, at, stats, intervened), o->n_prompt,
+                                   o->repetitions, fill, [&] { model->forward(ids, cache, options); }));
         }
         if (o->n_gen > 0) {
             std::vector<int32_t> ids = random_ids(o->n_gen, c.vocab_size, 2);
-            rows.push_back(measure(fmt::format("tg{}{}", o->n_gen, at), o->n_gen, o->repetitions, fill, [&] {
-                for (int32_t id : ids) model->forward(std::span<const int32_t>(&id, 1), cache);
+            rows.push_back(measure(fmt::format("tg{}{}{}", o->n_gen, at, intervened), o->n_gen, o->repetitions, fill, [&] {
+                for (int32_t id : ids) model->forward(std::span<const int32_t>(&id, 1), cache, with_interventions);
             }));
         }
         struct rusage usage {};

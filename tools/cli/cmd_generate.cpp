@@ -1,6 +1,8 @@
-// attnlab generate: prefill the prompt, then sample token by token, streaming text.
+// attnlab generate: prefill the prompt, then sample token by token, streaming text; optionally
+// with interventions on every forward pass (--intervene) or as a multi-branch decode (--branches).
 #include "cli_common.h"
 
+#include <attnlab/branches.h>
 #include <attnlab/generate.h>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +15,8 @@ Command add_generate(CLI::App& root) {
     struct Options {
         ModelOptions model;
         PromptOptions prompt;
+        InterventionOptions intervene;
+        std::string branches;
         int64_t n = 128;
         SamplingParams sampling;
         bool json = false;
@@ -22,6 +26,11 @@ Command add_generate(CLI::App& root) {
     CLI::App* app = root.add_subcommand("generate", "Generate text from a prompt");
     o->model.add_to(*app);
     o->prompt.add_to(*app);
+    o->intervene.add_to(*app);
+    // Each branch carries its own interventions, so the two forms do not combine.
+    app->add_option("--branches", o->branches,
+                    "Multi-branch decoding spec JSON (rule and branches; see docs/interventions.md)")
+        ->excludes(app->get_option("--intervene"));
     app->add_option("-n,--n-predict", o->n, "Tokens to generate")->check(CLI::NonNegativeNumber);
     app->add_option("--temp", o->sampling.temperature, "Temperature (0 = greedy)")->check(CLI::NonNegativeNumber);
     app->add_option("--top-k", o->sampling.top_k, "Top-k (0 = off)")->check(CLI::NonNegativeNumber);
@@ -41,6 +50,17 @@ Command add_generate(CLI::App& root) {
         g.sampling = o->sampling;
         // With --ids the caller controls the sequence exactly: no EOS stop either.
         g.stop_at_eos = !o->ignore_eos && !o->prompt.has_ids();
+        // Specs are read before anything is printed, so a bad one fails with its error alone.
+        const TokenSegments segments = o->intervene.segments();
+        std::unique_ptr<BranchDecoding> decoding;
+        InterventionSet interventions;
+        if (!o->branches.empty()) {
+            decoding = std::make_unique<BranchDecoding>(BranchDecoding::from_file(o->branches, *model, prompt, segments));
+        } else {
+            interventions = o->intervene.interventions(*model, segments);
+            g.interventions = &interventions;
+            g.segments = segments.empty() ? nullptr : &segments;
+        }
         const Tokenizer* tok = model->tokenizer();
         std::unique_ptr<DetokenizeStream> stream;
         if (tok && !o->json) {
@@ -53,11 +73,20 @@ Command add_generate(CLI::App& root) {
                 std::fflush(stdout);
             };
         }
-        KVCache cache = model->new_cache();
-        std::vector<int32_t> ids = generate(*model, prompt, g, cache);
+        std::vector<int32_t> ids;
+        std::vector<double> weights;  // rvd's weight per step
+        if (decoding) {
+            BranchGeneration result = generate_branches(*decoding, g);
+            ids = std::move(result.ids);
+            weights = std::move(result.weights);
+        } else {
+            KVCache cache = model->new_cache();
+            ids = generate(*model, prompt, g, cache);
+        }
         if (o->json) {
             nlohmann::json out;
             out["ids"] = ids;
+            if (!weights.empty()) out["weights"] = weights;
             out["text"] = tok ? tok->decode(ids) : std::string();
             std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         } else if (stream) {

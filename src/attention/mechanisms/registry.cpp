@@ -19,6 +19,7 @@ std::shared_ptr<const Mechanism> make_alibi(MechanismParams&);
 std::shared_ptr<const Mechanism> make_softcap(MechanismParams&);
 std::shared_ptr<const Mechanism> make_decay(MechanismParams&);
 std::shared_ptr<const Mechanism> make_temperature(MechanismParams&);
+std::shared_ptr<const Mechanism> make_boost(MechanismParams&);
 std::shared_ptr<const Mechanism> make_sinks(MechanismParams&);
 std::shared_ptr<const Mechanism> make_sigmoid(MechanismParams&);
 std::shared_ptr<const Mechanism> make_relu(MechanismParams&);
@@ -45,6 +46,8 @@ const std::vector<MechanismInfo>& mechanism_registry() {
         {"softcap", "cap=c", "s = c*tanh(s/c)", "softcap(cap=2)", mech::make_softcap},
         {"decay", "gamma=g", "s += |i-j|*ln(g) (RetNet-style decay as a log bias)", "decay(gamma=0.9)", mech::make_decay},
         {"temperature", "t=T", "s = s/T", "temperature(t=0.5)", mech::make_temperature},
+        {"boost", "segment=N,alpha=a", "s += a*|s| for keys whose segment id is N (PAINT's logit boost; input segments)",
+         "boost(segment=1,alpha=0.7)", mech::make_boost},
         {"sinks", "", "learned per-head sink logit joins each softmax denominator (input sinks (H), gpt-oss)", "sinks",
          mech::make_sinks},
         {"sigmoid", "bias=b=0", "normalizer p = sigmoid(s+b) (SWAT)", "sigmoid(bias=-1)", mech::make_sigmoid},

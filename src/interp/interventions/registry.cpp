@@ -11,7 +11,17 @@ namespace attnlab {
 
 namespace intervention_util {
 std::unique_ptr<Intervention> make_head_ablation(const Fields&);
+std::unique_ptr<Intervention> make_act(const Fields&);
+std::unique_ptr<Intervention> make_var(const Fields&);
+std::unique_ptr<Intervention> make_softpag(const Fields&);
+std::unique_ptr<Intervention> make_locore(const Fields&);
+std::unique_ptr<Intervention> make_temperature(const Fields&);
+std::unique_ptr<Intervention> make_boost(const Fields&);
+std::unique_ptr<Intervention> make_cca(const Fields&);
 std::unique_ptr<Intervention> make_drop_tokens(const Fields&);
+std::unique_ptr<Intervention> make_steer(const Fields&);
+std::unique_ptr<Intervention> make_scale_mlp(const Fields&);
+std::unique_ptr<Intervention> make_replace(const Fields&);
 }  // namespace intervention_util
 
 namespace {
@@ -28,8 +38,24 @@ const std::vector<Entry>& registry() {
     static const std::vector<Entry> entries = {
         {{"ablate", "head ablation: zero, mean (of a reference run), uniform attention, one-hot to BOS, or scale"},
          intervention_util::make_head_ablation},
+        {{"act", "ACT calibration: scale the prefill's non-first attention sinks by beta, give their mass to the other keys"},
+         intervention_util::make_act},
+        {{"var", "VAR: move (1-p) of the sink tokens' attention onto a segment, in image-centric rows"},
+         intervention_util::make_var},
+        {{"softpag", "SoftPAG: A' = (1-alpha)A + alpha*I on chosen heads"}, intervention_util::make_softpag},
+        {{"locore", "LocoRE: boost the attention to the W most recent tokens by (1+gamma), rows renormalised"},
+         intervention_util::make_locore},
+        {{"temperature", "per-head softmax temperature: scores / t (pre-softmax)"}, intervention_util::make_temperature},
+        {{"boost", "PAINT logit boost on a segment's keys: s += alpha*|s| (pre-softmax)"}, intervention_util::make_boost},
+        {{"cca", "CCA concentric RoPE position ids for an image segment laid out as a grid"}, intervention_util::make_cca},
         {{"drop_tokens", "token dropping before a layer, keeping position ids (SGL / FastV ranking by attention received)"},
          intervention_util::make_drop_tokens},
+        {{"steer", "add a steering vector to a residual-width hook point (or VISTA's norm-preserving form)"},
+         intervention_util::make_steer},
+        {{"scale_mlp", "multiply MLP outputs of chosen layers and positions (secondary-sink test)"},
+         intervention_util::make_scale_mlp},
+        {{"replace", "replace a hook point's rows with a cached activation from `attnlab run --save`"},
+         intervention_util::make_replace},
     };
     return entries;
 }
@@ -130,8 +156,5 @@ std::vector<std::string> InterventionSet::describe() const {
     return out;
 }
 
-void InterventionSet::begin_sequence() {
-    for (const auto& i : owned_) i->begin_sequence();
-}
 
 }  // namespace attnlab
