@@ -205,13 +205,15 @@ TEST(SinksProbe, StatisticsEqualTheMaterialisedTensors) {
         }
         norms.push_back(norm(xb, C));
         EXPECT_NEAR(s.layers[l].bos_norm, norms.back(), 1e-9 * norms.back());
-        EXPECT_NEAR(s.layers[l].residual_peak, norms.back() / (others / double(T - 1)), 1e-9);
+        // (The probe's pass computes attention statistics in the kernel, whose exponential is not
+        // the plain pass's AVX-512 one: activations agree to float rounding, not bit for bit.)
+        EXPECT_NEAR(s.layers[l].residual_peak, norms.back() / (others / double(T - 1)), 1e-7);
         const Tensor& v = cache.at(fmt::format("blocks.{}.attn.hook_v", l));  // (T, Hkv, D)
         const int64_t Hkv = v.size(1), D = v.size(2);
         for (int64_t g = 0; g < Hkv; ++g) {
             double vo = 0;
             for (int64_t i = 1; i < T; ++i) vo += norm(v.data<float>() + (i * Hkv + g) * D, D);
-            EXPECT_NEAR(s.layers[l].value_drain[g], norm(v.data<float>() + g * D, D) / (vo / double(T - 1)), 1e-9);
+            EXPECT_NEAR(s.layers[l].value_drain[g], norm(v.data<float>() + g * D, D) / (vo / double(T - 1)), 1e-7);
         }
     }
     const SinkDetection d = detect_sinks(norms, cos, b, 0.5);

@@ -2,6 +2,7 @@
 // no block, every weight dtype, both weight layouts, bias, accumulate, padded row strides,
 // 1 and 2 threads; plus the errors raised for malformed calls.
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/scratch_buffer.h"
 
 #include <attnlab/error.h>
 #include <attnlab/half.h>
@@ -185,6 +186,40 @@ TEST(LinearErrorTest, RejectsBadInput) {
         EXPECT_NE(std::string(e.what()).find("[linear]"), std::string::npos) << e.what();
         EXPECT_NE(std::string(e.what()).find("i32"), std::string::npos) << e.what();
     }
+}
+
+// linear_prepacked (x packed once by pack_rows, W by pack_weight_panels, as attention's Q·Kᵀ
+// uses them) against the float64 reference, with and without accumulation; and bit-for-bit
+// against linear_packed, which packs x itself (each element is summed in the same order).
+TEST(LinearPrepackedTest, MatchesReferenceAndLinearPacked) {
+    for (const Case c : {Case{37, 50, 70}, Case{224, 256, 128}, Case{15, 32, 300}}) {
+        SCOPED_TRACE(testing::Message() << "M=" << c.M << " N=" << c.N << " K=" << c.K);
+        const Tensor w = random_weight(c.N, c.K, DType::F32, Layout::RowMajor, 3);
+        const int64_t ldx = c.K + 5, ldy = c.N + 2;
+        const std::vector<float> x = random_floats(static_cast<size_t>(c.M * ldx));
+        ScratchBuffer panel_buffer;  // (the panels are read with aligned loads: 64-byte aligned)
+        float* panels = panel_buffer.get(static_cast<size_t>(packed_size(w)));
+        pack_weight_panels(w, panels);
+        std::vector<float> x_packed(static_cast<size_t>(packed_rows_size(c.M, c.K)));
+        pack_rows(x.data(), ldx, c.M, c.K, x_packed.data());
+        const int64_t panel_stride = c.K * packed_panel_width();
+        const std::vector<float> y0 = random_floats(static_cast<size_t>(c.M * ldy));
+        for (bool accumulate : {false, true}) {
+            std::vector<float> got = y0, packed = y0, want = y0;
+            linear_prepacked(x_packed.data(), panels, panel_stride, 0, c.N, c.K, got.data(), ldy, c.M, accumulate);
+            linear_packed(x.data(), ldx, panels, panel_stride, 0, c.N, c.K, packed.data(), ldy, c.M, accumulate);
+            linear_reference(x.data(), ldx, w, nullptr, want.data(), ldy, c.M, accumulate);
+            EXPECT_EQ(got, packed) << "accumulate=" << accumulate;
+            for (size_t i = 0; i < got.size(); ++i)
+                ASSERT_NEAR(got[i], want[i], 1e-5 * (1.0 + std::sqrt(double(c.K))))
+                    << "element " << i << ", accumulate=" << accumulate;
+        }
+    }
+    std::vector<float> buffer(64, 0.0f);
+    EXPECT_THROW(pack_rows(buffer.data(), 4, 2, 8, buffer.data()), InvalidArgument);  // ldx < K
+    // panel_stride too small for K rows of panels
+    EXPECT_THROW(linear_prepacked(buffer.data(), buffer.data(), 1, 0, 4, 8, buffer.data(), 4, 2, false),
+                 InvalidArgument);
 }
 
 }  // namespace

@@ -2,17 +2,19 @@
 //
 // Work item = (batch, kv head, block of query positions). The query rows of every head that
 // reads the kv head are stacked into one (R, D) matrix (R ≈ 224 rows: 16 micro-panels of the
-// AVX-512 GEMM), pre-multiplied by the scale, so each key tile is loaded once for the whole
-// GQA group. For each key tile of kKeyTile positions the masks `visit` the tile first:
+// AVX-512 GEMM), pre-multiplied by the scale and packed for the GEMM once per item, so each key
+// tile is loaded once for the whole GQA group. For each key tile of kKeyTile positions the masks
+// `visit` the tile first:
 //   Skip    -> the tile costs nothing (block-sparse masks cost ∝ the tiles they keep);
 //   Full    -> no per-element mask work;
 //   Partial -> only the masks that said Partial run `mask_span` on the tile's rows.
 // Scores S = Q·Kᵀ and the update O += P·V run through the matmul kernel on K/V tiles packed
-// once per thread and kv head (cpu::linear_packed). Decode (<= 8 stacked rows per kv head)
-// splits the keys across threads instead (split-KV: each item walks 64-position tiles for
-// every kv head, see decode_tile) and merges the partial (m, l, O) at the end; a single short
-// tile goes through the GEMV and a register-blocked P·V. The running row max m and sum l are
-// kept per row; nothing T×S is allocated unless the caller asked for scores or pattern.
+// once per thread and kv head (cpu::linear_prepacked, cpu::linear_packed). Decode (<= 8
+// stacked rows per kv head) splits the keys across threads instead (split-KV: each item walks
+// 64-position tiles for every kv head, see decode_tile) and merges the partial (m, l, O) at
+// the end; a single short tile goes through the GEMV and a register-blocked P·V. The running
+// row max m and sum l are kept per row; nothing T×S is allocated unless the caller asked for
+// scores or pattern.
 #include "attention/call.h"
 #include "attention/families/tile_kernels.h"
 #include "attention/families/tile_stats.h"
@@ -69,6 +71,9 @@ struct RowGroup {
 struct Workspace {
     // State of the row groups a work item carries (one, or every kv head for split keys).
     std::vector<float> q, o, m, l;
+    // The group's scaled queries packed once for the GEMM (stacked groups, R > kSmallRows): every
+    // key tile's Q·Kᵀ reads them instead of repacking Q.
+    cpu::ScratchBuffer q_packed;           // (cpu::packed_rows_size(R, D))
     std::vector<int64_t> kept;
     std::vector<float> acc, top_s;         // statistics (see RowGroup)
     std::vector<int64_t> top_j;
@@ -257,6 +262,8 @@ private:
                 for (int64_t d = 0; d < D; ++d) dst[d] = reinterpret_cast<const float*>(src)[d] * scale;
             }
         }
+        if (R > kSmallRows)
+            cpu::pack_rows(g.q, D, R, D, w.q_packed.get(static_cast<size_t>(cpu::packed_rows_size(R, D))));
         return g;
     }
 
@@ -290,16 +297,16 @@ private:
         }
     }
 
-    // s (R, n; rows ld apart) = Q (R, D) · K[j0 : j0+n]ᵀ: stacked rows through the GEMM on the
-    // K tile packed once per thread and kv head (V is packed with it for P·V), a few rows
-    // through the GEMV.
+    // s (R, n; rows ld apart) = Q (R, D) · K[j0 : j0+n]ᵀ: stacked rows through the GEMM (Q as
+    // start_group packed it) on the K tile packed once per thread and kv head (V is packed with
+    // it for P·V), a few rows through the GEMV.
     void tile_scores(Workspace& w, const RowGroup& g, int64_t j0, int64_t n, float* s, int64_t ld) {
         const int64_t D = in_.D;
         const char* k_tile = at(in_.k, g.b * in_.k_batch_stride + j0 * in_.k_stride + g.hk * D);
         if (g.R > kSmallRows) {
             const char* v_tile = at(in_.v, g.b * in_.v_batch_stride + j0 * in_.v_stride + g.hk * in_.Dv);
             pack_tile(w, g.b, g.hk, j0, n, k_tile, v_tile);
-            cpu::linear_packed(g.q, D, packed_k(w, j0), D * panel_, 0, n, D, s, ld, g.R, false);
+            cpu::linear_prepacked(w.q_packed.data(), packed_k(w, j0), D * panel_, 0, n, D, s, ld, g.R, false);
         } else {
             Tensor k_view = Tensor::wrap(const_cast<char*>(k_tile), in_.dtype, {n, D}, {in_.k_stride, 1});
             cpu::linear(g.q, D, k_view, nullptr, s, ld, g.R);

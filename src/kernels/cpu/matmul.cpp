@@ -571,23 +571,47 @@ void pack_panels(const LinearArgs& a, float* dst) {
     pack_w_block(a, 0, a.N, 0, a.K, dst);
 }
 
-void gemm_packed(const LinearArgs& a, const float* panels, int64_t panel_stride, int64_t k_offset) {
+// x packed on its own, once for many products with the same rows (attention's queries against
+// every key tile): ceil(M / kMR) panels of (K, kMR), K·kMR floats apart.
+int64_t rows_packed_size(int64_t M, int64_t K) {
+    const int64_t mr = static_cast<int64_t>(kMR);
+    return (M + mr - 1) / mr * K * mr;
+}
+
+void pack_rows(const LinearArgs& a, float* dst /* (ceil(M / kMR), K, kMR) */) {
+    const int64_t mr = static_cast<int64_t>(kMR);
+    for (int64_t m0 = 0; m0 < a.M; m0 += mr) pack_x_panel(a, m0, std::min(mr, a.M - m0), dst + m0 * a.K);
+}
+
+// y (+)= x · Wᵀ with x already packed by pack_rows (xpack) and W by pack_panels.
+// Loop order: each W micro-panel (kc x kNR: 16 KiB for attention's Q·Kᵀ, 32 KiB for P·V) stays
+// in L1 while every x micro-panel (kc x kMR, 7-14 KiB) streams past it from L2 in address order:
+// per micro-kernel step that is 56 bytes of x from L2 instead of 128 bytes of W. Holding the x
+// panel and streaming W instead, the micro-kernel's first W load was its hottest instruction;
+// the swap made the dense causal bench (T = 4096, D = 128) ~14 % faster (docs/performance.md).
+void gemm_prepacked(const LinearArgs& a, const float* xpack, const float* panels, int64_t panel_stride,
+                    int64_t k_offset) {
     const int64_t mr = static_cast<int64_t>(kMR), nr = static_cast<int64_t>(kNR);
     const int64_t n_panels = (a.M + mr - 1) / mr;
-    float* xpack = scratch(0, static_cast<size_t>(n_panels * a.K * mr));
-    for (int64_t p = 0; p < n_panels; ++p) pack_x_panel(a, p * mr, std::min(mr, a.M - p * mr), xpack + p * a.K * mr);
     for (int64_t k0 = 0; k0 < a.K; k0 += kKC) {
         const int64_t kc = std::min(kKC, a.K - k0);
         const bool load_c = k0 > 0 || a.accumulate;
-        for (int64_t p = 0; p < n_panels; ++p) {
-            const int64_t m0 = p * mr, rows = std::min(mr, a.M - m0);
-            const float* xp = xpack + p * a.K * mr + k0 * mr;
-            for (int64_t j = 0; j < a.N; j += nr) {
-                const float* wp = panels + (j / nr) * panel_stride + (k_offset + k0) * nr;
-                run_tile(rows, std::min(nr, a.N - j), kc, xp, wp, a.y + m0 * a.ldy + j, a.ldy, nullptr, load_c);
+        for (int64_t j = 0; j < a.N; j += nr) {
+            const float* wp = panels + (j / nr) * panel_stride + (k_offset + k0) * nr;
+            const int64_t cols = std::min(nr, a.N - j);
+            for (int64_t p = 0; p < n_panels; ++p) {
+                const int64_t m0 = p * mr, rows = std::min(mr, a.M - m0);
+                const float* xp = xpack + p * a.K * mr + k0 * mr;
+                run_tile(rows, cols, kc, xp, wp, a.y + m0 * a.ldy + j, a.ldy, nullptr, load_c);
             }
         }
     }
+}
+
+void gemm_packed(const LinearArgs& a, const float* panels, int64_t panel_stride, int64_t k_offset) {
+    float* xpack = scratch(0, static_cast<size_t>(rows_packed_size(a.M, a.K)));
+    pack_rows(a, xpack);
+    gemm_prepacked(a, xpack, panels, panel_stride, k_offset);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -605,6 +629,9 @@ HWY_EXPORT(linear_gemv);
 HWY_EXPORT(panel_width);
 HWY_EXPORT(pack_panels);
 HWY_EXPORT(gemm_packed);
+HWY_EXPORT(rows_packed_size);
+HWY_EXPORT(pack_rows);
+HWY_EXPORT(gemm_prepacked);
 
 // Validates the call and describes the weight layout; throws InvalidArgument on bad input.
 LinearArgs make_args(const char* where, const float* x, int64_t ldx, const Tensor& weight,
@@ -738,6 +765,45 @@ void linear_packed(const float* x, int64_t ldx, const float* panels, int64_t pan
         return;
     }
     HWY_DYNAMIC_DISPATCH(detail::gemm_packed)(a, panels, panel_stride, k_offset);
+}
+
+int64_t packed_rows_size(int64_t M, int64_t K) {
+    ATTNLAB_CHECK(M >= 0 && K >= 0, InvalidArgument, "[packed_rows_size] negative size M={} K={}", M, K);
+    return HWY_DYNAMIC_DISPATCH(detail::rows_packed_size)(M, K);
+}
+
+void pack_rows(const float* x, int64_t ldx, int64_t M, int64_t K, float* dst) {
+    ATTNLAB_CHECK(M >= 0 && K >= 0 && ldx >= K, InvalidArgument, "[pack_rows] inconsistent sizes M={} K={} ldx={}", M,
+                  K, ldx);
+    if (M == 0 || K == 0) return;
+    detail::LinearArgs a;
+    a.x = x;
+    a.ldx = ldx;
+    a.M = M;
+    a.K = K;
+    HWY_DYNAMIC_DISPATCH(detail::pack_rows)(a, dst);
+}
+
+void linear_prepacked(const float* x_packed, const float* panels, int64_t panel_stride, int64_t k_offset, int64_t N,
+                      int64_t K, float* y, int64_t ldy, int64_t M, bool accumulate) {
+    ATTNLAB_CHECK(M >= 0 && N >= 0 && K >= 0 && ldy >= N && k_offset >= 0 &&
+                      panel_stride >= (k_offset + K) * packed_panel_width(),
+                  InvalidArgument, "[linear_prepacked] inconsistent sizes M={} N={} K={} ldy={}", M, N, K, ldy);
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        if (!accumulate)
+            for (int64_t m = 0; m < M; ++m) std::fill_n(y + m * ldy, N, 0.0f);
+        return;
+    }
+    detail::LinearArgs a;
+    a.ldx = K;
+    a.y = y;
+    a.ldy = ldy;
+    a.M = M;
+    a.N = N;
+    a.K = K;
+    a.accumulate = accumulate;
+    HWY_DYNAMIC_DISPATCH(detail::gemm_prepacked)(a, x_packed, panels, panel_stride, k_offset);
 }
 
 }  // namespace attnlab::cpu
