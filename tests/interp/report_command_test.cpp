@@ -79,6 +79,38 @@ TEST(ReportCommand, InterventionSectionShowsBeforeAndAfter) {
     EXPECT_GE(std::stoi(page.rendered.substr(slash + 1)), 48 + 5 + 1 + 6 * 3);  // + overview, 6 × (before, after, diff)
 }
 
+// Issue 5: ACT and VAR end to end on tinylm, the page showing the attention before and after.
+TEST(ReportCommand, ActAndVarOnTinylm) {
+    test::TempDir tmp;
+    const auto out = tmp / "report";
+    const std::string model = (test::source_dir() / "models" / "tinylm").string();
+    test::write_file(tmp / "spec.json", R"({"interventions": [
+        {"type": "act", "heads": "2-5:*"},
+        {"type": "var", "heads": "2-4:*", "segment": "image", "tau": 4}]})");
+    const auto r = test::run_cli({"report", "-m", model, "-p",
+                                  "And the LORD said unto Moses, Behold, I have hearkened unto thee, and the people", "-o",
+                                  out.string(), "--repeat-block", "0", "--segment", "image=3:12", "--intervene",
+                                  (tmp / "spec.json").string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(test::read_file(out / "report.json"));
+    const nlohmann::json& iv = j["intervention"];
+    ASSERT_EQ(iv["description"].size(), 2u);
+    EXPECT_EQ(iv["description"][0].get<std::string>().rfind("act 2:0", 0), 0u);
+    EXPECT_EQ(iv["description"][1].get<std::string>().rfind("var 2:0", 0), 0u);
+    int layer2 = 0;
+    for (const auto& h : iv["changed_heads"]) {
+        EXPECT_GE(h["layer"].get<int>(), 2);  // nothing before the first edited layer moves
+        layer2 += h["layer"].get<int>() == 2;
+    }
+    EXPECT_GT(layer2, 0);
+    const test::PageCheck page = test::check_page_in_chromium(out / "report.html", tmp / "shot.png");
+    ASSERT_TRUE(page.ran) << page.error;
+    for (const std::string& e : page.console_errors) ADD_FAILURE() << "console error: " << e;
+    const size_t slash = page.rendered.find('/');
+    ASSERT_NE(slash, std::string::npos) << "rendered = '" << page.rendered << "'";
+    EXPECT_EQ(page.rendered.substr(0, slash), page.rendered.substr(slash + 1));
+}
+
 TEST(ReportCommand, BadInputIsOneErrorLine) {
     test::TempDir tmp;
     const std::string model = (test::source_dir() / "models" / "tinylm").string();
