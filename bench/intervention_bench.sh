@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The cost of the attention interventions (issue 5: every intervention runs at T = 8k without
+# The cost of the interventions (issue 5: every intervention runs at T = 8k without
 # materialising T×S, peak memory within 1.2× of a plain forward): prompt processing of T tokens
 # on a random Qwen2.5-0.5B-shaped model (its layer shapes; LAYERS layers, default 2) plain and
-# with each attention intervention on every head of every layer. An "image" segment covers
+# with each intervention on every head of every layer (residual ones on every layer and
+# position; drop_tokens drops half the image before layer 1). MODES="plain act ..." runs a
+# subset (plain must be in it). An "image" segment covers
 # [T/8, T/8 + G²) with G = the largest grid side fitting T/2 tokens (VAR's target, boost's keys,
 # CCA's grid). Each mode runs in its own process (its own peak RSS), alternating modes over
 # ROUNDS rounds; the table gives the median time per mode and the ratios to plain.
@@ -31,7 +33,15 @@ spec "{\"type\": \"locore\", \"heads\": \"$HEADS\", \"gamma\": 0.5, \"window\": 
 spec "{\"type\": \"temperature\", \"heads\": \"$HEADS\", \"t\": 0.5}" temperature
 spec "{\"type\": \"boost\", \"heads\": \"$HEADS\", \"segment\": \"image\", \"alpha\": 0.7}" boost
 spec "{\"type\": \"cca\", \"segment\": \"image\", \"grid\": [$G, $G]}" cca
-MODES="plain act var softpag locore temperature boost cca"
+spec "{\"type\": \"ablate\", \"mode\": \"zero\", \"heads\": \"$HEADS\"}" ablate_zero
+spec "{\"type\": \"ablate\", \"mode\": \"uniform\", \"heads\": \"$HEADS\"}" ablate_uniform
+spec "{\"type\": \"ablate\", \"mode\": \"bos\", \"heads\": \"$HEADS\"}" ablate_bos
+C=$(python3 -c "import json; print(json.load(open('$DIR/config.json'))['hidden_size'])")
+VEC=$(python3 -c "print(','.join('0.01' for _ in range($C)))")
+spec "{\"type\": \"steer\", \"layer\": 1, \"vector\": [$VEC], \"scale\": 1}" steer
+spec "{\"type\": \"scale_mlp\", \"layers\": \"0-$((LAYERS - 1))\", \"factor\": 0.5}" scale_mlp
+spec "{\"type\": \"drop_tokens\", \"layer\": 1, \"segment\": \"image\", \"keep\": 0.5}" drop_tokens
+MODES=${MODES:-"plain act var softpag locore temperature boost cca ablate_zero ablate_uniform ablate_bos steer scale_mlp drop_tokens"}
 for round in $(seq "$ROUNDS"); do
   for mode in $MODES; do
     extra=()
