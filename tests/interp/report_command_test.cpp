@@ -11,6 +11,28 @@
 namespace attnlab {
 namespace {
 
+// Opens the page in headless Chromium: no console error and every figure rendered. Returns the
+// number of figures (-1 after a failure).
+int rendered_figures(const std::filesystem::path& html, const std::filesystem::path& screenshot) {
+    if (test::chromium_path().empty()) {
+        ADD_FAILURE() << "chromium not installed (scripts/setup.sh installs it)";
+        return -1;
+    }
+    const test::PageCheck page = test::check_page_in_chromium(html, screenshot);
+    if (!page.ran) {
+        ADD_FAILURE() << page.error;
+        return -1;
+    }
+    for (const std::string& e : page.console_errors) ADD_FAILURE() << "console error: " << e;
+    const size_t slash = page.rendered.find('/');  // "ok/total"
+    if (slash == std::string::npos) {
+        ADD_FAILURE() << "rendered = '" << page.rendered << "'";
+        return -1;
+    }
+    EXPECT_EQ(page.rendered.substr(0, slash), page.rendered.substr(slash + 1)) << "figures not rendered";
+    return std::stoi(page.rendered.substr(slash + 1));
+}
+
 TEST(ReportCommand, TinylmReportLoadsInChromium) {
     test::TempDir tmp;
     const auto out = tmp / "report";
@@ -33,15 +55,7 @@ TEST(ReportCommand, TinylmReportLoadsInChromium) {
     EXPECT_EQ(html.find("http://"), std::string::npos);
     EXPECT_EQ(html.find("https://"), std::string::npos);
 
-    ASSERT_FALSE(test::chromium_path().empty()) << "chromium not installed (scripts/setup.sh installs it)";
-    const test::PageCheck page = test::check_page_in_chromium(out / "report.html", tmp / "shot.png");
-    ASSERT_TRUE(page.ran) << page.error;
-    for (const std::string& e : page.console_errors) ADD_FAILURE() << "console error: " << e;
-    // "ok/total", with every figure rendered.
-    const size_t slash = page.rendered.find('/');
-    ASSERT_NE(slash, std::string::npos) << "rendered = '" << page.rendered << "'";
-    EXPECT_EQ(page.rendered.substr(0, slash), page.rendered.substr(slash + 1));
-    EXPECT_GE(std::stoi(page.rendered.substr(slash + 1)), 48 + 6);  // patterns + head-score heatmaps
+    EXPECT_GE(rendered_figures(out / "report.html", tmp / "shot.png"), 48 + 6);  // patterns + head-score heatmaps
     EXPECT_GT(std::filesystem::file_size(tmp / "shot.png"), 10000u);
 }
 
@@ -70,13 +84,7 @@ TEST(ReportCommand, InterventionSectionShowsBeforeAndAfter) {
     EXPECT_NEAR((changed[{2, 3}]), 1.0, 1e-6);  // one-hot on BOS
     EXPECT_TRUE(iv["next_token_before"].contains("text"));
 
-    const test::PageCheck page = test::check_page_in_chromium(out / "report.html", tmp / "shot.png");
-    ASSERT_TRUE(page.ran) << page.error;
-    for (const std::string& e : page.console_errors) ADD_FAILURE() << "console error: " << e;
-    const size_t slash = page.rendered.find('/');
-    ASSERT_NE(slash, std::string::npos) << "rendered = '" << page.rendered << "'";
-    EXPECT_EQ(page.rendered.substr(0, slash), page.rendered.substr(slash + 1));
-    EXPECT_GE(std::stoi(page.rendered.substr(slash + 1)), 48 + 5 + 1 + 6 * 3);  // + overview, 6 × (before, after, diff)
+    EXPECT_GE(rendered_figures(out / "report.html", tmp / "shot.png"), 48 + 5 + 1 + 6 * 3);  // + overview, 6 × (before, after, diff)
 }
 
 // Issue 5: ACT and VAR end to end on tinylm, the page showing the attention before and after.
@@ -103,12 +111,7 @@ TEST(ReportCommand, ActAndVarOnTinylm) {
         layer2 += h["layer"].get<int>() == 2;
     }
     EXPECT_GT(layer2, 0);
-    const test::PageCheck page = test::check_page_in_chromium(out / "report.html", tmp / "shot.png");
-    ASSERT_TRUE(page.ran) << page.error;
-    for (const std::string& e : page.console_errors) ADD_FAILURE() << "console error: " << e;
-    const size_t slash = page.rendered.find('/');
-    ASSERT_NE(slash, std::string::npos) << "rendered = '" << page.rendered << "'";
-    EXPECT_EQ(page.rendered.substr(0, slash), page.rendered.substr(slash + 1));
+    rendered_figures(out / "report.html", tmp / "shot.png");
 }
 
 TEST(ReportCommand, BadInputIsOneErrorLine) {

@@ -26,9 +26,8 @@ class HeadAblation final : public Intervention {
 public:
     HeadAblation(Mode mode, std::string mode_name, std::vector<HeadRef> heads, double factor, const ModelConfig& c)
         : mode_(mode), mode_name_(std::move(mode_name)), heads_(std::move(heads)), factor_(factor),
-          by_layer_(heads_by_layer(heads_)), group_(c.n_head / c.n_head_kv) {
-        for (const auto& [layer, list] : by_layer_) q_points_[fmt::format("blocks.{}.attn.hook_q", layer)] = layer;
-    }
+          by_layer_(heads_by_layer(heads_)), group_(c.n_head / c.n_head_kv),
+          zero_query_(heads_, c.n_layer, c.n_head, "ablate") {}
 
     std::string describe() const override {
         std::string text = fmt::format("ablate {} {}", mode_name_, heads_text(heads_));
@@ -39,13 +38,9 @@ public:
     // Mean mode: z means (H, D) per layer, from the reference run.
     void set_means(std::map<int64_t, std::vector<float>> means) { means_ = std::move(means); }
 
-    bool wants(const std::string& name) const override { return mode_ == Mode::Uniform && q_points_.count(name); }
-    void on(const std::string& name, Tensor& q) override {  // q (T, H, D)
-        const int64_t T = q.size(0), H = q.size(1), D = q.size(2);
-        float* data = q.data<float>();
-        for (int64_t h : by_layer_.at(q_points_.at(name)))
-            for (int64_t t = 0; t < T; ++t) std::fill_n(data + (t * H + h) * D, D, 0.0f);
-    }
+    // uniform: the query of each head is zeroed at hook_q (head_mask.h).
+    bool wants(const std::string& name) const override { return mode_ == Mode::Uniform && zero_query_.wants(name); }
+    void on(const std::string& name, Tensor& q) override { zero_query_.on(name, q); }
 
     bool edits_attention(int64_t layer) const override { return mode_ != Mode::Uniform && by_layer_.count(layer); }
     void edit_attention(AttentionEditContext& ctx) override {
@@ -81,9 +76,9 @@ private:
     std::vector<HeadRef> heads_;
     double factor_;
     std::map<int64_t, std::vector<int64_t>> by_layer_;
-    std::map<std::string, int64_t> q_points_;  // "blocks.l.attn.hook_q" -> l
     int64_t group_;                            // query heads per kv head
     std::map<int64_t, std::vector<float>> means_;
+    QueryZeroHook zero_query_;
 };
 
 // Mean z (H, D) per target layer over every position of the reference sequences.
