@@ -154,6 +154,8 @@ public:
     // Parameters per stored dtype ("bf16" -> n, ...), as the checkpoint holds them.
     std::map<std::string, int64_t> parameters_by_dtype() const;
     size_t weight_bytes() const;
+    // The loaded tensors (src/model/weights.h), for other backends (CudaModel uploads them).
+    const ModelWeights& weights() const { return *weights_; }
 
     // Runs `ids` at positions cache.n_past() ... and appends them to the cache.
     // Returns logits (rows, V) f32: rows = T if options.all_logits, else 1 (the last position).
