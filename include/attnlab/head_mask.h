@@ -23,10 +23,6 @@ struct HeadRef {
     auto operator<=>(const HeadRef&) const = default;
 };
 
-// "L:H,L:H" (e.g. "1:0,1:3"); throws InvalidArgument naming `where` and the bad item.
-// Ranges are checked against the model's shape when the hook is built.
-std::vector<HeadRef> parse_head_list(std::string_view text, const char* where);
-
 class QueryZeroHook : public Hooks {
 public:
     // Throws InvalidArgument (prefixed with `where`) for a head outside (n_layer, n_head).

@@ -4,37 +4,9 @@
 #include <attnlab/error.h>
 
 #include <algorithm>
-#include <charconv>
 #include <fmt/format.h>
 
 namespace attnlab {
-
-namespace {
-
-int64_t parse_int(std::string_view s, std::string_view item, const char* where) {
-    int64_t v = 0;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    ATTNLAB_CHECK(ec == std::errc() && end == s.data() + s.size() && !s.empty(), InvalidArgument,
-                  "[{}] bad head '{}': expected LAYER:HEAD, e.g. 1:0", where, item);
-    return v;
-}
-
-}  // namespace
-
-std::vector<HeadRef> parse_head_list(std::string_view text, const char* where) {
-    std::vector<HeadRef> heads;
-    size_t start = 0;
-    while (start <= text.size()) {
-        const size_t comma = std::min(text.find(',', start), text.size());
-        const std::string_view item = text.substr(start, comma - start);
-        const size_t colon = item.find(':');
-        ATTNLAB_CHECK(colon != std::string_view::npos, InvalidArgument,
-                      "[{}] bad head '{}': expected LAYER:HEAD, e.g. 1:0", where, item);
-        heads.push_back({parse_int(item.substr(0, colon), item, where), parse_int(item.substr(colon + 1), item, where)});
-        start = comma + 1;
-    }
-    return heads;
-}
 
 QueryZeroHook::QueryZeroHook(const std::vector<HeadRef>& heads, int64_t n_layer, int64_t n_head, const char* where) {
     for (const HeadRef& h : heads) {

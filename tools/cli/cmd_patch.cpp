@@ -185,6 +185,31 @@ std::vector<std::string> split_modes(const std::string& text) {
     return out;
 }
 
+// Runs a sweep under a progress bar (Ctrl-C stops it; the sweep returns its partial results).
+template <typename Sweep>
+auto with_progress(const char* title, Sweep&& sweep) {
+    ProgressBar bar(title);
+    return sweep(bar.control());
+}
+
+// The end of every sweep: how far an interrupted one got, the JSON file, the exit code (130
+// when interrupted, like a shell's Ctrl-C).
+int finish_sweep(bool interrupted, const std::string& progress, const std::string& json_text,
+                 const std::string& json_path, const char* where) {
+    if (interrupted) std::printf("interrupted after %s\n", progress.c_str());
+    write_json(json_path, json_text, where);
+    return interrupted ? 130 : 0;
+}
+
+// The metric of a sweep over an input (--input): its loss mask for next_token, its per-sequence
+// answers for the others.
+std::unique_ptr<Metric> input_metric(const MetricOptions& metric, const Model& model, const ProbeInputOptions& input,
+                                     const Sequences& sequences, const char* where, const std::string& fallback) {
+    return metric.build(model, where, fallback,
+                        input.input.empty() ? std::vector<std::vector<float>>{} : load_loss_mask(input.input, sequences),
+                        file_targets(input.input, sequences.size(), where));
+}
+
 Command add_patch_ablate(CLI::App& patch) {
     struct Options {
         ModelOptions model;
@@ -218,15 +243,9 @@ Command add_patch_ablate(CLI::App& patch) {
         auto model = o->model.load();
         const Sequences sequences = o->input.resolve(*model);
         if (!o->mean_reference.empty()) options.mean_reference = load_input_ids(o->mean_reference);
-        auto metric = o->metric.build(*model, where, "next_token",
-                                      o->input.input.empty() ? std::vector<std::vector<float>>{}
-                                                             : load_loss_mask(o->input.input, sequences),
-                                      file_targets(o->input.input, sequences.size(), where));
-        AblationSweepResult result;
-        {
-            ProgressBar bar("patch ablate");
-            result = ablation_sweep(*model, sequences, *metric, options, bar.control());
-        }
+        auto metric = input_metric(o->metric, *model, o->input, sequences, where, "next_token");
+        const AblationSweepResult result =
+            with_progress(where, [&](const ProbeControl& p) { return ablation_sweep(*model, sequences, *metric, options, p); });
         std::printf("baseline: %s\n", values_text(result.baseline).c_str());
         std::printf("| ablated |");
         for (const std::string& m : result.modes) std::printf(" %s |", ablation_result_key(m).c_str());
@@ -241,15 +260,13 @@ Command add_patch_ablate(CLI::App& patch) {
         };
         for (const AblationEntry& e : result.heads) print(e);
         for (const AblationEntry& e : result.layers) print(e);
-        if (result.interrupted) std::printf("interrupted after %lld of %lld ablations\n", (long long)result.done,
-                                            (long long)result.total);
-        write_json(o->json, result.to_json(), where);
         if (!o->report.empty()) {
             const auto html = write_ablation_report(result, std::filesystem::path(model->directory()).filename().string(),
                                                     o->report);
             std::printf("wrote %s\n", html.c_str());
         }
-        return result.interrupted ? 130 : 0;
+        return finish_sweep(result.interrupted, fmt::format("{} of {} ablations", result.done, result.total),
+                            result.to_json(), o->json, where);
     }};
 }
 
@@ -287,11 +304,8 @@ Command add_patch_activation(CLI::App& patch) {
         const RunPair pair = o->pair.resolve(*model, where);
         auto metric = o->metric.build(*model, where, "logit_diff", {},
                                       file_targets(o->pair.clean_input, pair.clean.size(), where));
-        ActivationPatchingResult result;
-        {
-            ProgressBar bar("patch activation");
-            result = activation_patching(*model, pair, *metric, options, bar.control());
-        }
+        const ActivationPatchingResult result =
+            with_progress(where, [&](const ProbeControl& p) { return activation_patching(*model, pair, *metric, options, p); });
         std::printf("clean: %s\ncorrupted: %s\n", values_text(result.clean).c_str(), values_text(result.corrupted).c_str());
         std::printf("| layer | head | position | %s | score |\n| ---: | ---: | ---: | ---: | ---: |\n",
                     result.metric_name.c_str());
@@ -299,9 +313,8 @@ Command add_patch_activation(CLI::App& patch) {
             std::printf("| %lld | %s | %s | %.6g | %.4f |\n", (long long)e.layer,
                         e.head < 0 ? "-" : std::to_string(e.head).c_str(),
                         e.position < 0 ? "all" : std::to_string(e.position).c_str(), e.metric, e.score);
-        if (result.interrupted) std::printf("interrupted after %zu of %lld units\n", result.entries.size(), (long long)result.total);
-        write_json(o->json, result.to_json(), where);
-        return result.interrupted ? 130 : 0;
+        return finish_sweep(result.interrupted, fmt::format("{} of {} units", result.entries.size(), result.total),
+                            result.to_json(), o->json, where);
     }};
 }
 
@@ -337,19 +350,15 @@ Command add_patch_path(CLI::App& patch) {
         const RunPair pair = o->pair.resolve(*model, where);
         auto metric = o->metric.build(*model, where, "logit_diff", {},
                                       file_targets(o->pair.clean_input, pair.clean.size(), where));
-        PathPatchingResult result;
-        {
-            ProgressBar bar("patch path");
-            result = path_patching(*model, pair, *metric, options, bar.control());
-        }
+        const PathPatchingResult result =
+            with_progress(where, [&](const ProbeControl& p) { return path_patching(*model, pair, *metric, options, p); });
         std::printf("clean: %s\ncorrupted: %s\nreceivers: %s\n", values_text(result.clean).c_str(),
                     values_text(result.corrupted).c_str(), result.receivers.c_str());
         std::printf("| sender | %s | score |\n| ---: | ---: | ---: |\n", result.metric_name.c_str());
         for (const PathPatchEntry& e : result.entries)
             std::printf("| %lld:%lld | %.6g | %.4f |\n", (long long)e.layer, (long long)e.head, e.metric, e.score);
-        if (result.interrupted) std::printf("interrupted after %zu of %lld senders\n", result.entries.size(), (long long)result.total);
-        write_json(o->json, result.to_json(), where);
-        return result.interrupted ? 130 : 0;
+        return finish_sweep(result.interrupted, fmt::format("{} of {} senders", result.entries.size(), result.total),
+                            result.to_json(), o->json, where);
     }};
 }
 
@@ -392,19 +401,15 @@ Command add_patch_trace(CLI::App& patch) {
         const Sequences prompts = o->input.resolve(*model);
         auto metric = o->metric.build(*model, where, "probability", {},
                                       file_targets(o->input.input, prompts.size(), where));
-        CausalTracingResult result;
-        {
-            ProgressBar bar("patch trace");
-            result = causal_tracing(*model, prompts, *metric, options, bar.control());
-        }
+        const CausalTracingResult result =
+            with_progress(where, [&](const ProbeControl& p) { return causal_tracing(*model, prompts, *metric, options, p); });
         std::printf("clean: %s\ncorrupted: %s (noise std %.6g)\n", values_text(result.clean).c_str(),
                     values_text(result.corrupted).c_str(), result.noise_std);
         std::printf("| layer | position | %s | recovery |\n| ---: | ---: | ---: | ---: |\n", result.metric_name.c_str());
         for (const TraceEntry& e : result.entries)
             std::printf("| %lld | %lld | %.6g | %.4f |\n", (long long)e.layer, (long long)e.position, e.metric, e.score);
-        if (result.interrupted) std::printf("interrupted after %zu of %lld states\n", result.entries.size(), (long long)result.total);
-        write_json(o->json, result.to_json(), where);
-        return result.interrupted ? 130 : 0;
+        return finish_sweep(result.interrupted, fmt::format("{} of {} states", result.entries.size(), result.total),
+                            result.to_json(), o->json, where);
     }};
 }
 
@@ -440,10 +445,7 @@ Command add_patch_search(CLI::App& patch) {
         auto model = o->model.load();
         const ModelConfig& c = model->config();
         const Sequences sequences = o->input.resolve(*model);
-        auto metric = o->metric.build(*model, where, "next_token",
-                                      o->input.input.empty() ? std::vector<std::vector<float>>{}
-                                                             : load_loss_mask(o->input.input, sequences),
-                                      file_targets(o->input.input, sequences.size(), where));
+        auto metric = input_metric(o->metric, *model, o->input, sequences, where, "next_token");
         const std::vector<std::string> names = metric->names();
         const std::string value = o->value.empty() ? names.front() : o->value;
         HeadSearchOptions options;
@@ -484,9 +486,7 @@ Command add_patch_search(CLI::App& patch) {
                 interrupted = r.interrupted;
             }
         }
-        if (interrupted) std::printf("interrupted: partial results\n");
-        write_json(o->json, text, where);
-        return interrupted ? 130 : 0;
+        return finish_sweep(interrupted, "a partial search", text, o->json, where);
     }};
 }
 

@@ -58,7 +58,7 @@ Command add_probe_retrieval_heads(CLI::App& probe) {
     app->add_option("--max-new-tokens", o->max_new_tokens, "Greedy decoding steps at most (default 50)");
     app->add_option("--threshold", o->threshold, "Retrieval head: score > threshold (default 0.1)");
     app->add_option("--accept-recall", o->accept_recall, "A test counts: ROUGE-1 recall > this (default 0.5)");
-    app->add_option("--mask", o->mask, "Re-run with these heads masked (uniform attention), e.g. 1:0,1:3");
+    app->add_option("--mask", o->mask, "Re-run with these heads masked (uniform attention), e.g. 1:0,1:3, 1:* or 0-1:2-3");
     app->add_option("--mask-top", o->mask_top, "Re-run with the K best-scoring heads masked");
     app->add_option("--mask-random", o->mask_random, "Re-run with K random non-retrieval heads masked (seeded)");
     app->add_option("--json", o->json, "Write the scores, tests and masking results as JSON");
@@ -98,7 +98,8 @@ Command add_probe_retrieval_heads(CLI::App& probe) {
         options.max_new_tokens = o->max_new_tokens;
         options.threshold = o->threshold;
         options.accept_recall = o->accept_recall;
-        if (!o->mask.empty()) options.mask = parse_head_list(o->mask, kWhere);
+        if (!o->mask.empty())
+            options.mask = parse_head_targets(o->mask, model->config().n_layer, model->config().n_head, kWhere);
         options.mask_top = o->mask_top;
         options.mask_random = o->mask_random;
         options.mask_seed = o->seed;

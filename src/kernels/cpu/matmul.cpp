@@ -744,14 +744,21 @@ void pack_weight_panels(const Tensor& weight, float* dst) {
     HWY_DYNAMIC_DISPATCH(detail::pack_panels)(a, dst);
 }
 
-void linear_packed(const float* x, int64_t ldx, const float* panels, int64_t panel_stride, int64_t k_offset,
-                   int64_t N, int64_t K, float* y, int64_t ldy, int64_t M, bool accumulate) {
+namespace {
+
+// The checks and arguments the pre-packed-weight entry points share; false when nothing is left
+// to compute (an empty output, or K = 0, where y becomes 0 unless accumulating).
+bool packed_weight_args(const char* where, int64_t ldx, int64_t panel_stride, int64_t k_offset, int64_t N, int64_t K,
+                        float* y, int64_t ldy, int64_t M, bool accumulate, detail::LinearArgs& a) {
     ATTNLAB_CHECK(M >= 0 && N >= 0 && K >= 0 && ldx >= K && ldy >= N && k_offset >= 0 &&
                       panel_stride >= (k_offset + K) * packed_panel_width(),
-                  InvalidArgument, "[linear_packed] inconsistent sizes M={} N={} K={} ldx={} ldy={}", M, N, K, ldx, ldy);
-    if (M == 0 || N == 0) return;
-    detail::LinearArgs a;
-    a.x = x;
+                  InvalidArgument, "[{}] inconsistent sizes M={} N={} K={} ldx={} ldy={}", where, M, N, K, ldx, ldy);
+    if (M == 0 || N == 0) return false;
+    if (K == 0) {
+        if (!accumulate)
+            for (int64_t m = 0; m < M; ++m) std::fill_n(y + m * ldy, N, 0.0f);
+        return false;
+    }
     a.ldx = ldx;
     a.y = y;
     a.ldy = ldy;
@@ -759,11 +766,16 @@ void linear_packed(const float* x, int64_t ldx, const float* panels, int64_t pan
     a.N = N;
     a.K = K;
     a.accumulate = accumulate;
-    if (K == 0) {
-        if (!accumulate)
-            for (int64_t m = 0; m < M; ++m) std::fill_n(y + m * ldy, N, 0.0f);
-        return;
-    }
+    return true;
+}
+
+}  // namespace
+
+void linear_packed(const float* x, int64_t ldx, const float* panels, int64_t panel_stride, int64_t k_offset,
+                   int64_t N, int64_t K, float* y, int64_t ldy, int64_t M, bool accumulate) {
+    detail::LinearArgs a;
+    if (!packed_weight_args("linear_packed", ldx, panel_stride, k_offset, N, K, y, ldy, M, accumulate, a)) return;
+    a.x = x;
     HWY_DYNAMIC_DISPATCH(detail::gemm_packed)(a, panels, panel_stride, k_offset);
 }
 
@@ -786,23 +798,8 @@ void pack_rows(const float* x, int64_t ldx, int64_t M, int64_t K, float* dst) {
 
 void linear_prepacked(const float* x_packed, const float* panels, int64_t panel_stride, int64_t k_offset, int64_t N,
                       int64_t K, float* y, int64_t ldy, int64_t M, bool accumulate) {
-    ATTNLAB_CHECK(M >= 0 && N >= 0 && K >= 0 && ldy >= N && k_offset >= 0 &&
-                      panel_stride >= (k_offset + K) * packed_panel_width(),
-                  InvalidArgument, "[linear_prepacked] inconsistent sizes M={} N={} K={} ldy={}", M, N, K, ldy);
-    if (M == 0 || N == 0) return;
-    if (K == 0) {
-        if (!accumulate)
-            for (int64_t m = 0; m < M; ++m) std::fill_n(y + m * ldy, N, 0.0f);
-        return;
-    }
-    detail::LinearArgs a;
-    a.ldx = K;
-    a.y = y;
-    a.ldy = ldy;
-    a.M = M;
-    a.N = N;
-    a.K = K;
-    a.accumulate = accumulate;
+    detail::LinearArgs a;  // (the packed rows have no stride: ldx = K)
+    if (!packed_weight_args("linear_prepacked", K, panel_stride, k_offset, N, K, y, ldy, M, accumulate, a)) return;
     HWY_DYNAMIC_DISPATCH(detail::gemm_prepacked)(a, x_packed, panels, panel_stride, k_offset);
 }
 
