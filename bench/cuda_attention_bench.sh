@@ -5,7 +5,7 @@
 # and print the tables. Usage:
 #   bash bench/cuda_attention_bench.sh [quick]        (quick: attnlab only, no torch)
 # Env: BUILD (default build-cuda), OUT (default /tmp/attnlab-cuda-bench), REPEATS (default 10),
-# SKIP_CHECK=1 (tests already run), NO_FLEX=1 (SDPA only).
+# SKIP_CHECK=1 (tests already run), NO_FLEX=1 (SDPA only), NO_MMA=1 (no A/B run of the mma.sync kernel).
 # If BUILD/lib exists (shared libraries carried with prebuilt binaries), it joins
 # LD_LIBRARY_PATH: docs/cuda.md says when that is needed.
 set -euo pipefail
@@ -37,6 +37,20 @@ for T in 1024 4096 16384; do
 done
 cases+=("causal@8@1@8192@32@8@128" "causal@1@1@65536@32@8@128")
 "$BUILD/cuda_attention_bench" --repeats "$REPEATS" --copy "${cases[@]}" | tee "$OUT/attnlab.jsonl"
+if [ "${NO_MMA:-0}" != 1 ]; then
+  # The same cases on the mma.sync prefill kernel (the wgmma kernel is the default on sm_90a).
+  echo "== attnlab, mma.sync prefill kernel (ATTNLAB_CUDA_KERNEL=mma)"
+  ATTNLAB_CUDA_KERNEL=mma "$BUILD/cuda_attention_bench" --repeats "$REPEATS" "${cases[@]}" > "$OUT/attnlab_mma.jsonl"
+  python3 - "$OUT/attnlab.jsonl" "$OUT/attnlab_mma.jsonl" <<'PY'
+import json, sys
+rows = [[json.loads(l) for l in open(f) if l.startswith('{"impl": "attnlab"')] for f in sys.argv[1:]]
+print("| case | B·T·S | wgmma ms | TFLOP/s | mma.sync ms | TFLOP/s | speed-up |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+for a, b in zip(*rows):
+    tf = lambda r: r["flops"] / (r["ms"] * 1e9)
+    print(f"| {a['spec']} | {a['B']}·{a['T']}·{a['S']} | {a['ms']:.3f} | {tf(a):.1f} | {b['ms']:.3f} | {tf(b):.1f} | {b['ms'] / a['ms']:.2f} |")
+PY
+fi
 "$BUILD/cuda_attention_bench" --repeats 1 --check "causal+power(block=256,window=4,sink=1)@1@1024@1024@32@8@128" \
   "causal+document@1@1024@1024@32@8@128" "causal@1@1@8192@32@8@128" | tee "$OUT/check_bench.jsonl"
 

@@ -2,15 +2,19 @@
 //
 // Same call and same meaning as attention() in attention.h, with these differences:
 // - q, k, v (AttentionInputs) and out, lse (AttentionOutputs) are DEVICE pointers; q, k, v are
-//   bf16 or f16 (dtype BF16 or F16), out is f32 (B, T, H, Dv) with the given strides and lse
-//   f32 (B, T, H) contiguous, as on the CPU. Accumulation is f32; P is rounded to the input
-//   type before P·V (as every flash-attention kernel does).
+//   f32, bf16 or f16 (dtype F32, BF16 or F16), out is f32 (B, T, H, Dv) with the given strides
+//   and lse f32 (B, T, H) contiguous, as on the CPU. Accumulation is f32.
 // - segments (S), sinks (H) and q_pos (T) stay HOST pointers: the block map is computed on the
 //   host from them (the mechanisms' own visit()), and the plan uploads what the kernels read.
-// - D = Dv ∈ {64, 128}; position strides a multiple of 8 elements, pointers 16-byte aligned.
-// - Mechanisms on the GPU: causal, window, streaming, chunked, prefix, document, power (masks),
-//   alibi, softcap, decay, temperature (score modifiers), sinks, with the softmax normalizer.
-//   Anything else, `scores`/`pattern`/`stats` outputs or f32 inputs throw NotSupported ("not on
+// - The whole spec grammar runs: every mask, score modifier, sinks and the softmax, sigmoid and
+//   relu normalizers, head dims 1 ≤ D, Dv ≤ 256, GQA, batches, head ranges. Two kinds of
+//   kernel share the work: the tensor-core kernels take bf16/f16 with D = Dv ∈ {64, 128},
+//   softmax, the masks causal, window, streaming, chunked, prefix, document, power, the
+//   modifiers alibi, softcap, decay, temperature, at most one `sinks`, position strides a
+//   multiple of 8 elements and 16-byte aligned pointers (they round P to the input type before
+//   P·V, as every flash-attention kernel does); the general kernel takes everything else (P
+//   stays f32). Pointers must be aligned to their element size.
+// - The `scores`/`pattern`/`stats` outputs and head dims above 256 throw NotSupported ("not on
 //   the GPU yet"); bad calls throw InvalidArgument, CUDA failures throw CudaError. Nothing exits.
 // With ATTNLAB_CUDA=OFF the same declarations exist: cuda_available() is false and the rest
 // throws NotSupported, so callers need no #ifdef.
@@ -57,7 +61,7 @@ public:
     struct Stats {
         int64_t q_blocks = 0, k_blocks = 0;          // per head: ceil(T/64) × ceil(S/64) tiles
         int64_t kept_blocks = 0, partial_blocks = 0;  // per head
-        double kept_flops = 0;                        // all heads, whole kept 64×64 tiles, 4·D per score
+        double kept_flops = 0;                        // all heads, whole kept 64×64 tiles, 2·(D + Dv) per score
         bool decode = false;                          // the split-KV decode kernel runs it
         int64_t splits = 1;                           // key splits of the decode kernel
     };

@@ -22,21 +22,32 @@ inline constexpr int kBlockM = 64;
 inline constexpr int kBlockN = 64;
 inline constexpr int kMaxMasks = 8;
 inline constexpr int kMaxMods = 8;
+inline constexpr int kMaxHeadDim = 256;  // D and Dv of the general kernel (its shared tiles and registers)
 
-enum class MaskKind : int32_t { Causal, Window, Streaming, Chunked, Prefix, Document, Power };
-enum class ModKind : int32_t { Alibi, Softcap, Decay, Temperature };
+// Segment, Radial, RadialBlocks (masks), Boost (modifier) and the sigmoid/relu normalizers run
+// only in the general kernel (attention_general.cu); the tensor-core kernels never see them.
+enum class MaskKind : int32_t { Causal, Window, Streaming, Chunked, Prefix, Document, Power, Segment, Radial, RadialBlocks };
+enum class ModKind : int32_t { Alibi, Softcap, Decay, Temperature, Boost };
+enum class NormKind : int32_t { Softmax, Sigmoid, Relu };
 
-// One mask with its integer parameters (meaning per kind, see keep() in attention_common.cuh).
+// One mask with its parameters (meaning per kind, see keep_one() in attention_common.cuh).
+// radial: a = frame, b = block, real = decay (double: the width rule must round as the CPU's).
+// radial_blocks: a = block, b = first query cell, c = key cells per row of its keep table, which
+// starts at element `table` of HostPlan::keep_tables.
 struct Mask {
     MaskKind kind = MaskKind::Causal;
     int32_t a = 0, b = 0, c = 0;
+    int32_t table = 0;
+    double real = 0.0;
 };
 
-// One score modifier: `value` is cap (softcap), ln γ (decay), 1/τ (temperature); alibi needs
-// only the head count's largest power of two (`pow2_heads` of the spec).
+// One score modifier: `value` is cap (softcap), ln γ (decay), 1/τ (temperature), α (boost);
+// `segment` the boosted segment id; alibi needs only the head count's largest power of two
+// (`pow2_heads` of the spec).
 struct Mod {
     ModKind kind = ModKind::Temperature;
     float value = 0.0f;
+    int32_t segment = 0;
 };
 
 // Passed by value to every kernel (a few hundred bytes).
@@ -46,7 +57,9 @@ struct Spec {
     Mod mods[kMaxMods];
     float scale = 1.0f;      // multiplies q·k (temperature-only specs fold into it)
     int32_t pow2_heads = 1;  // alibi: the largest power of two <= H
-    int32_t has_sinks = 0;
+    int32_t has_sinks = 0;   // how many `sinks` the spec holds (each joins the sink logit once)
+    NormKind normalizer = NormKind::Softmax;
+    float norm_bias = 0.0f;  // sigmoid: p = σ(s + norm_bias)
 };
 
 // Block-map entry flag: the tile needs per-element mask work (or crosses the end of the keys).
@@ -57,7 +70,7 @@ inline constexpr int32_t kPartialBit = int32_t(1) << 30;
 // batches (a head-dependent mask would need one map per head).
 struct HostPlan {
     Spec spec;
-    int64_t B = 1, T = 0, S = 0, H = 0, Hkv = 0, D = 0;
+    int64_t B = 1, T = 0, S = 0, H = 0, Hkv = 0, D = 0, Dv = 0;
     int64_t head_begin = 0, head_end = 0;
     int64_t n_qblocks = 0, n_kblocks = 0;
     std::vector<int32_t> offsets;    // (n_qblocks + 1) kept entries of query block qb: [offsets[qb], offsets[qb+1])
@@ -66,15 +79,21 @@ struct HostPlan {
     std::vector<int32_t> positions;  // (T) query positions
     std::vector<int32_t> segments;   // (S) or empty
     std::vector<float> sinks;        // (H) or empty
+    std::vector<uint8_t> keep_tables;  // radial_blocks: (query cells, key cells) 0/1 per mask, concatenated
     int64_t kept_blocks = 0, partial_blocks = 0;
-    bool decode = false;  // few query rows per kv head: the split-KV decode kernel runs it
+    // The general kernel (attention_general.cu) runs the call: f32 inputs, head dims other than
+    // D = Dv ∈ {64, 128}, mechanisms or normalizers the tensor-core kernels lack, or layouts
+    // they cannot load with 16-byte copies.
+    bool general = false;
+    bool decode = false;  // tensor-core path with few query rows per kv head: the split-KV decode kernel
 
-    // FLOPs of the kept tiles (whole 64×64 tiles, 4·D per score: QKᵀ and PV), over all heads.
+    // FLOPs of the kept tiles (whole 64×64 tiles, 2·D + 2·Dv per score: QKᵀ and PV), over all heads.
     double kept_flops() const;
 };
 
 // Validates the call for the GPU and builds its plan; throws InvalidArgument for bad calls
-// (the CPU operator's checks) and NotSupported for what the GPU does not run yet.
+// (the CPU operator's checks) and NotSupported for what the GPU does not run (the scores,
+// pattern and stats outputs; sizes past its 32-bit indexing).
 HostPlan build_host_plan(const AttentionSpec& spec, const AttentionInputs& in, const AttentionOutputs& out);
 
 // The names build_host_plan accepts, for messages and docs.

@@ -58,22 +58,31 @@ TEST(CudaPlan, BlockMapsMatchTheMaskDefinitions) {
     const char* specs[] = {"causal", "causal+window(size=100)", "causal+streaming(sink=4,window=70)",
                            "causal+chunked(size=96)", "prefix(len=130)", "causal+document",
                            "causal+power(block=64,window=2,sink=1)", "causal+softcap(cap=20)+alibi",
-                           "window(size=50)", "causal+sinks"};
+                           "window(size=50)", "causal+sinks", "causal+segment(id=1)",
+                           "radial(frame=16,decay=1,block=4)+causal", "radial_blocks(frame=8,decay=1,block=32)",
+                           "radial_blocks(frame=16,decay=2,block=64)+causal"};
     const AttentionShape shapes[] = {{1, 300, 300, 4, 2, 64, 64}, {1, 77, 517, 8, 2, 128, 128}, {2, 1, 1000, 8, 8, 64, 64}};
     uint32_t seed = 1;
     for (const char* spec : specs)
         for (const AttentionShape& shape : shapes) expect_block_map_exact(spec, AttentionCase(shape, DType::BF16, seed++));
 }
 
-TEST(CudaPlan, UnsupportedCallsAreClearErrors) {
+TEST(CudaPlan, OnlyMaterialisingOutputsAreNotOnTheGpuAndTheGeneralKernelTakesTheRest) {
     const AttentionCase c({1, 16, 16, 2, 1, 64, 64}, DType::BF16, 3);
     const AttentionInputs in = c.inputs();
-    std::vector<float> out(16 * 2 * 64);
+    std::vector<float> out(16 * 2 * 64), scores(2 * 16 * 16);
     const AttentionOutputs o = AttentionOutputs::contiguous(out.data(), nullptr, 16, 2, 64);
-    EXPECT_THROW(gpu::build_host_plan(AttentionSpec::parse("causal+radial(frame=4,decay=1)"), in, o), NotSupported);
-    EXPECT_THROW(gpu::build_host_plan(AttentionSpec::parse("causal+relu"), in, o), NotSupported);
+    AttentionOutputs with_scores = o;
+    with_scores.scores = scores.data();
+    EXPECT_THROW(gpu::build_host_plan(AttentionSpec::parse("causal"), in, with_scores), NotSupported);
+    EXPECT_FALSE(gpu::build_host_plan(AttentionSpec::parse("causal+alibi+sinks"), in, o).general);
+    for (const char* spec : {"causal+radial(frame=4,decay=1)", "causal+relu", "sigmoid", "segment(id=0)",
+                             "boost(segment=0,alpha=1)", "sinks+sinks"})
+        EXPECT_TRUE(gpu::build_host_plan(AttentionSpec::parse(spec), in, o).general) << spec;
     const AttentionCase f({1, 16, 16, 2, 1, 64, 64}, DType::F32, 3);
-    EXPECT_THROW(gpu::build_host_plan(AttentionSpec::parse("causal"), f.inputs(), o), NotSupported);
+    EXPECT_TRUE(gpu::build_host_plan(AttentionSpec::parse("causal"), f.inputs(), o).general);
+    const AttentionCase small({1, 16, 16, 2, 1, 8, 8}, DType::BF16, 3);
+    EXPECT_TRUE(gpu::build_host_plan(AttentionSpec::parse("causal"), small.inputs(), o).general);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // The GPU attention operator's entry points (include/attnlab/cuda.h): the host plan
 // (src/attention/cuda_plan.cpp) uploaded once, then one launch per run — the prefill kernel
-// for query blocks, or the split-KV decode kernel and its merge for few query rows.
+// for query blocks, or the split-KV decode kernel and its merge for few query rows, or the
+// general kernel (attention_general.cu) for whatever the tensor-core kernels do not run.
 #include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/attention_hopper.cuh"
 #include "kernels/cuda/cuda_util.cuh"
 
 #include <attnlab/attention.h>
@@ -21,6 +23,7 @@ struct CudaAttentionPlan::Impl {
     DType dtype = DType::BF16;
     cuda::DeviceBuffer<int32_t> offsets, entries, order, positions, segments;
     cuda::DeviceBuffer<float> sinks, ws_out, ws_lse;
+    cuda::DeviceBuffer<uint8_t> keep_tables;
     int32_t splits = 1;
 };
 
@@ -61,6 +64,7 @@ CudaAttentionPlan::CudaAttentionPlan(const AttentionSpec& spec, const AttentionI
     m.positions = upload(m.host.positions);
     m.segments = upload(m.host.segments);
     m.sinks = upload(m.host.sinks);
+    m.keep_tables = upload(m.host.keep_tables);
     if (m.host.decode && m.host.T > 0) {
         const int64_t group = m.host.H / m.host.Hkv;
         const int64_t kv_heads = (m.host.head_end - 1) / group - m.host.head_begin / group + 1;
@@ -84,9 +88,9 @@ void CudaAttentionPlan::run(const AttentionInputs& in, const AttentionOutputs& o
     const Impl& m = *impl_;
     const gpu::HostPlan& h = m.host;
     ATTNLAB_CHECK(in.dtype == m.dtype && in.B == h.B && in.T == h.T && in.S == h.S && in.H == h.H && in.Hkv == h.Hkv &&
-                      in.D == h.D,
-                  InvalidArgument, "[cuda] run(): shapes differ from the plan's (B={} T={} S={} H={} Hkv={} D={})", h.B,
-                  h.T, h.S, h.H, h.Hkv, h.D);
+                      in.D == h.D && in.Dv == h.Dv,
+                  InvalidArgument, "[cuda] run(): shapes differ from the plan's (B={} T={} S={} H={} Hkv={} D={} Dv={})",
+                  h.B, h.T, h.S, h.H, h.Hkv, h.D, h.Dv);
     ATTNLAB_CHECK(in.q && in.k && in.v && out.out, InvalidArgument, "[cuda] run(): q, k, v and out are required");
     if (h.T == 0) return;
     cuda::AttentionParams p;
@@ -102,16 +106,25 @@ void CudaAttentionPlan::run(const AttentionInputs& in, const AttentionOutputs& o
     p.sinks = h.sinks.empty() ? nullptr : m.sinks.get();
     p.splits = m.splits;
     p.ws_out = m.ws_out.get(), p.ws_lse = m.ws_lse.get();
+    p.keep_tables = h.keep_tables.empty() ? nullptr : m.keep_tables.get();
+    p.D = int32_t(h.D), p.Dv = int32_t(h.Dv);
 
     const bool bf16 = m.dtype == DType::BF16;
     const cudaStream_t s = stream;
-    if (h.decode) {
+    if (h.general) {
+        const int64_t n = h.n_qblocks;
+        if (m.dtype == DType::F32) cuda::launch_general<float>(p, h.spec, n, s);
+        else if (bf16) cuda::launch_general<__nv_bfloat16>(p, h.spec, n, s);
+        else cuda::launch_general<__half>(p, h.spec, n, s);
+    } else if (h.decode) {
         if (bf16) h.D == 64 ? cuda::launch_decode<__nv_bfloat16, 64>(p, h.spec, s) : cuda::launch_decode<__nv_bfloat16, 128>(p, h.spec, s);
         else h.D == 64 ? cuda::launch_decode<__half, 64>(p, h.spec, s) : cuda::launch_decode<__half, 128>(p, h.spec, s);
     } else {
         const int64_t n = h.n_qblocks;
-        if (bf16) h.D == 64 ? cuda::launch_prefill<__nv_bfloat16, 64>(p, h.spec, n, s) : cuda::launch_prefill<__nv_bfloat16, 128>(p, h.spec, n, s);
-        else h.D == 64 ? cuda::launch_prefill<__half, 64>(p, h.spec, n, s) : cuda::launch_prefill<__half, 128>(p, h.spec, n, s);
+        // The wgmma kernel (attention_hopper.cu) unless ATTNLAB_CUDA_KERNEL=mma or the layout
+        // does not suit its copy engine; then the mma.sync kernel.
+        if (bf16) h.D == 64 ? cuda::launch_prefill_dispatch<__nv_bfloat16, 64>(p, h.spec, n, s) : cuda::launch_prefill_dispatch<__nv_bfloat16, 128>(p, h.spec, n, s);
+        else h.D == 64 ? cuda::launch_prefill_dispatch<__half, 64>(p, h.spec, n, s) : cuda::launch_prefill_dispatch<__half, 128>(p, h.spec, n, s);
     }
 }
 

@@ -34,6 +34,8 @@ struct AttentionParams {
     const int32_t* positions = nullptr;  // (T)
     const int32_t* segments = nullptr;   // (S) or null
     const float* sinks = nullptr;        // (H) or null
+    const uint8_t* keep_tables = nullptr;  // radial_blocks' cell tables (HostPlan::keep_tables) or null
+    int32_t D = 0, Dv = 0;                 // head dims (the general kernel; the others have them as templates)
     // Split-KV decode: partial results per (split, b, t, h) row, merged by the merge kernel.
     int32_t splits = 1;
     float* ws_out = nullptr;  // (splits, B, T, H, D): each split's normalised output
@@ -49,10 +51,33 @@ void launch_decode(const AttentionParams& p, const gpu::Spec& spec, cudaStream_t
 // How many decode CTAs fit on one multiprocessor at once (for choosing the split count).
 template <typename Elem, int D>
 int decode_ctas_per_sm();
+// The general kernel (attention_general.cu): any head dims, every mechanism and normalizer.
+// `Elem` is float, __nv_bfloat16 or __half.
+template <typename Elem>
+void launch_general(const AttentionParams& p, const gpu::Spec& spec, int64_t n_qblocks, cudaStream_t stream);
 
 // ---- mechanisms, per element ------------------------------------------------------------
 
-__device__ __forceinline__ bool keep_one(const gpu::Mask& m, int i, int j, const int32_t* seg) {
+__device__ __forceinline__ int bit_length(long long v) { return 64 - __clzll(v); }
+
+// Radial Attention's token-level rule, exactly as RadialRule::keep (src/attention/mechanisms/
+// radial_rule.h) computes it, in the same double arithmetic so the band widths agree.
+__device__ __forceinline__ bool radial_keep(int i, int j, int frame, int block, double decay) {
+    const int t_i = i / frame, t_j = j / frame, dt = abs(t_i - t_j);
+    if (t_j == 0 || dt <= 1) return true;
+    const double w0 = ldexp(1.0, bit_length(frame) - bit_length(dt));
+    if (w0 < double(block)) {
+        const long long split = static_cast<long long>(floor(double(block) / w0));
+        if (dt % split != 0) return false;
+    }
+    const long long width = static_cast<long long>(floor(fmax(w0 * decay, double(block))));
+    return width >= frame - 1 || abs(i % frame - j % frame) <= width;
+}
+
+// `tables`: radial_blocks' keep tables (AttentionParams::keep_tables); only the general kernel
+// gets specs with segment, radial or radial_blocks masks.
+__device__ __forceinline__ bool keep_one(const gpu::Mask& m, int i, int j, const int32_t* seg,
+                                         const uint8_t* tables = nullptr) {
     switch (m.kind) {
         case gpu::MaskKind::Causal: return j <= i;
         case gpu::MaskKind::Window: return abs(i - j) < m.a;
@@ -64,6 +89,9 @@ __device__ __forceinline__ bool keep_one(const gpu::Mask& m, int i, int j, const
             const int qb = i / m.a, kb = j / m.a, d = qb - kb;
             return d < m.b || kb < m.c || (d >= 0 && (d & (d - 1)) == 0);
         }
+        case gpu::MaskKind::Segment: return seg[j] == m.a;
+        case gpu::MaskKind::Radial: return radial_keep(i, j, m.a, m.b, m.real);
+        case gpu::MaskKind::RadialBlocks: return tables[m.table + int64_t(i / m.a - m.b) * m.c + j / m.a] != 0;
     }
     return true;
 }
@@ -107,8 +135,10 @@ __device__ __forceinline__ uint64_t keep_bits(const gpu::Spec& spec, int i, int 
     return keep;
 }
 
-// The score modifiers in spec order on a scaled score x (natural units).
-__device__ __forceinline__ float apply_mods(const gpu::Spec& spec, float x, int i, int j, float alibi_slope) {
+// The score modifiers in spec order on a scaled score x (natural units). `seg` (S) is read by
+// boost only, which only the general kernel gets.
+__device__ __forceinline__ float apply_mods(const gpu::Spec& spec, float x, int i, int j, float alibi_slope,
+                                            const int32_t* seg = nullptr) {
     const float dist = static_cast<float>(abs(i - j));  // exact below 2^24
     for (int k = 0; k < spec.n_mods; ++k) {
         const gpu::Mod& m = spec.mods[k];
@@ -117,6 +147,9 @@ __device__ __forceinline__ float apply_mods(const gpu::Spec& spec, float x, int 
             case gpu::ModKind::Softcap: x = m.value * tanhf(x / m.value); break;  // accurate tanh: cap·error matters
             case gpu::ModKind::Decay: x += dist * m.value; break;
             case gpu::ModKind::Temperature: x *= m.value; break;
+            case gpu::ModKind::Boost:
+                if (seg[j] == m.segment) x += m.value * fabsf(x);
+                break;
         }
     }
     return x;

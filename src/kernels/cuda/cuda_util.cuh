@@ -12,7 +12,11 @@
 
 namespace attnlab::cuda {
 
+// Also resets the runtime's last-error state (a no-op for sticky errors, which end the
+// context anyway): an error the caller catches, such as an allocation that did not fit, must not
+// resurface at the next unrelated launch check.
 [[noreturn]] inline void throw_cuda(cudaError_t err, const char* call, const char* file, int line) {
+    (void)cudaGetLastError();
     throw CudaError(fmt::format("[cuda] {} failed: {} ({}:{})", call, cudaGetErrorString(err), file, line));
 }
 
