@@ -108,27 +108,24 @@ int run_bench(Options o) {
     const AttentionSpec spec = AttentionSpec::parse(o.spec);
     const DType dtype = o.dtype == "bf16" ? DType::BF16 : DType::F32;
 
-    // Random inputs (normal, scores spread over a few units), stored in the benchmark dtype.
+    // Random inputs (normal, scores spread over a few units), stored in the benchmark dtype, in
+    // Tensors: the allocator (and page backing) of the engine's own KV cache.
     std::mt19937 rng(1);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     auto make = [&](int64_t n) {
-        std::vector<uint16_t> h;
-        std::vector<float> f(static_cast<size_t>(n));
-        for (float& x : f) x = normal(rng);
-        if (dtype == DType::BF16) {
-            h.resize(f.size());
-            for (size_t i = 0; i < f.size(); ++i) h[i] = f32_to_bf16(f[i]);
-            f.clear();
+        Tensor t = Tensor::empty({n}, dtype);
+        for (int64_t i = 0; i < n; ++i) {
+            const float x = normal(rng);
+            if (dtype == DType::BF16) t.data<uint16_t>()[i] = f32_to_bf16(x);
+            else t.data<float>()[i] = x;
         }
-        return std::make_pair(std::move(f), std::move(h));
+        return t;
     };
-    auto q = make(o.T * o.H * o.D), k = make(o.S * o.Hkv * o.D), v = make(o.S * o.Hkv * o.Dv);
+    const Tensor q = make(o.T * o.H * o.D), k = make(o.S * o.Hkv * o.D), v = make(o.S * o.Hkv * o.Dv);
     std::vector<float> sinks(static_cast<size_t>(o.H), 0.0f);
     std::vector<int32_t> segments(static_cast<size_t>(o.S));
     for (int64_t j = 0; j < o.S; ++j) segments[j] = static_cast<int32_t>(j / 1024);  // 1k-token documents
-    auto ptr = [&](auto& pair) -> const void* {
-        return dtype == DType::BF16 ? static_cast<const void*>(pair.second.data()) : pair.first.data();
-    };
+    auto ptr = [](const Tensor& t) -> const void* { return t.raw(); };
     AttentionInputs in = AttentionInputs::contiguous(dtype, ptr(q), ptr(k), ptr(v), 1, o.T, o.S, o.H, o.Hkv, o.D, o.Dv);
     in.sinks = sinks.data();
     in.segments = segments.data();
