@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The "CUDA attention (H200)" figures of docs/performance.md in one go, on a machine with a GPU:
-# build (unless BUILD already holds the binaries), check every GPU spec against the float64
-# reference (tests/cuda), time attnlab, then PyTorch SDPA and FlexAttention on the same cases,
-# and print the tables. Usage:
+# build (unless BUILD already holds the binaries), check every GPU spec and the GPU model against
+# the float64 reference and the CPU engine (tests/cuda), time attnlab, then PyTorch SDPA and
+# FlexAttention on the same cases, then whole-model prefill/decode of a Qwen2.5-0.5B-shaped
+# checkpoint against PyTorch + transformers (bench/cuda_model_bench.py), and print the tables.
+# Usage:
 #   bash bench/cuda_attention_bench.sh [quick]        (quick: attnlab only, no torch)
 # Env: BUILD (default build-cuda), OUT (default /tmp/attnlab-cuda-bench), REPEATS (default 10),
-# SKIP_CHECK=1 (tests already run), NO_FLEX=1 (SDPA only), NO_MMA=1 (no A/B run of the mma.sync kernel).
+# SKIP_CHECK=1 (tests already run), NO_FLEX=1 (SDPA only), NO_MMA=1 (no A/B run of the mma.sync kernel),
+# NO_MODEL=1 (no whole-model comparison).
 # If BUILD/lib exists (shared libraries carried with prebuilt binaries), it joins
 # LD_LIBRARY_PATH: docs/cuda.md says when that is needed.
 set -euo pipefail
@@ -14,9 +17,9 @@ OUT=${OUT:-/tmp/attnlab-cuda-bench}
 REPEATS=${REPEATS:-10}
 mkdir -p "$OUT"
 [ -d "$BUILD/lib" ] && export LD_LIBRARY_PATH="$PWD/$BUILD/lib:${LD_LIBRARY_PATH:-}"
-if [ ! -x "$BUILD/cuda_attention_bench" ] || [ ! -x "$BUILD/tests/cuda/attnlab_tests_cuda" ]; then
+if [ ! -x "$BUILD/cuda_attention_bench" ] || [ ! -x "$BUILD/tests/cuda/attnlab_tests_cuda" ] || [ ! -x "$BUILD/attnlab" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTNLAB_CUDA_TESTS=ON -DATTNLAB_BENCH=OFF
-  cmake --build "$BUILD" --target attnlab_tests_cuda cuda_attention_bench
+  cmake --build "$BUILD" --target attnlab_tests_cuda cuda_attention_bench attnlab
 fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader || true
 
@@ -59,4 +62,11 @@ if [ "${1:-}" != quick ]; then
   PYTHONUNBUFFERED=1 python3 bench/cuda_attention_bench.py --attnlab "$OUT/attnlab.jsonl" --repeats "$REPEATS" \
     --json "$OUT/torch.jsonl" ${NO_FLEX:+--no-flex} 2> "$OUT/torch.log" | tee "$OUT/table.md"
   grep "^#" "$OUT/torch.log" || true
+fi
+
+if [ "${1:-}" != quick ] && [ "${NO_MODEL:-0}" != 1 ]; then
+  echo "== whole model: attnlab --device cuda vs PyTorch + transformers (Qwen2.5-0.5B shapes, random bf16)"
+  PYTHONUNBUFFERED=1 python3 bench/cuda_model_bench.py --attnlab "$BUILD/attnlab" -r "${MODEL_REPEATS:-5}" \
+    --json "$OUT/model.json" 2> "$OUT/model.log" | tee "$OUT/model.md"
+  grep "^#" "$OUT/model.log" || true
 fi

@@ -47,7 +47,9 @@ if(ATTNLAB_CUDA)
   target_include_directories(attnlab_cuda PRIVATE ${CMAKE_SOURCE_DIR}/src)
   # attnlab_cuda uses the library (spec, plan) and the library's users get attnlab_cuda: a
   # cycle of two static libraries, which CMake links by repeating them.
-  target_link_libraries(attnlab_cuda PUBLIC attnlab_lib CUDA::cudart_static)
+  # cuBLAS (the model's matmuls, model_forward.cu) is linked as the shared library: the static
+  # one is several hundred MB.
+  target_link_libraries(attnlab_cuda PUBLIC attnlab_lib CUDA::cudart_static CUDA::cublas)
   target_link_libraries(attnlab_lib INTERFACE attnlab_cuda)
   target_compile_definitions(attnlab_lib PUBLIC ATTNLAB_HAVE_CUDA)
 
@@ -56,5 +58,9 @@ if(ATTNLAB_CUDA)
     set_property(TARGET cuda_attention_bench PROPERTY COMPILE_OPTIONS "")
     target_include_directories(cuda_attention_bench PRIVATE ${CMAKE_SOURCE_DIR}/src)
     target_link_libraries(cuda_attention_bench PRIVATE attnlab_lib)
+    # Whole-model timing (prefill + greedy decode) of a random model of a named shape.
+    add_executable(cuda_model_bench ${CMAKE_SOURCE_DIR}/bench/cuda_model_bench.cpp)
+    target_include_directories(cuda_model_bench PRIVATE ${CMAKE_SOURCE_DIR}/src)
+    target_link_libraries(cuda_model_bench PRIVATE attnlab_lib)
   endif()
 endif()

@@ -78,7 +78,24 @@ public:
     // Waits for the GPU work queued so far (for timing).
     void synchronize() const;
 
+    // Where the last forward call's time went (benchmarks): the host's part up to queueing the
+    // last kernel (checks, RoPE tables, attention plans, launches), of which building the
+    // attention plans, and the wait for the GPU after it. enqueue ≈ total: the host bounds it.
+    struct CallTiming {
+        double enqueue_s = 0, plans_s = 0, wait_s = 0;
+    };
+    CallTiming last_call_timing() const;
+
 private:
+    // One forward call; the logits (rows, V) stay on the device (valid until the next call)
+    // and, when greedy, the argmax of the last row comes back.
+    struct RunResult {
+        const float* logits = nullptr;
+        int64_t rows = 0;
+        int32_t token = -1;
+    };
+    RunResult run(std::span<const int32_t> ids, CudaKVCache& cache, const ForwardOptions& options, bool greedy) const;
+
     const Model& model_;
     CudaModelOptions options_;
     struct Impl;

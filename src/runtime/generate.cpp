@@ -1,4 +1,5 @@
 // Sampler (repetition penalty, temperature, top-k, top-p, min-p) and the generation loop.
+#include <attnlab/cuda_model.h>
 #include <attnlab/error.h>
 #include <attnlab/generate.h>
 
@@ -73,44 +74,79 @@ int32_t Sampler::sample(std::span<const float> logits_in, std::span<const int32_
     return order[pick(rng_)];
 }
 
-std::vector<int32_t> generate(const Model& model, std::span<const int32_t> prompt,
-                              const GenerateOptions& options, KVCache& cache) {
-    const ModelConfig& c = model.config();
+namespace {
+
+// The generation loop both backends share: `step(ids, history, sampler)` runs ids through the
+// model on its cache and returns the next token (sampled on the host, or picked on the device);
+// `n_past()` is the cache's length.
+template <typename Step, typename NPast>
+std::vector<int32_t> generation_loop(const ModelConfig& c, std::span<const int32_t> prompt,
+                                     const GenerateOptions& options, Step step, NPast n_past) {
     ATTNLAB_CHECK(!prompt.empty(), InvalidArgument, "[generate] the prompt is empty");
     ATTNLAB_CHECK(options.max_new_tokens >= 0, InvalidArgument,
                   "[generate] number of tokens to generate must be >= 0");
     const int64_t context = options.context_length > 0 ? options.context_length : c.max_position_embeddings;
-    ATTNLAB_CHECK(cache.n_past() + static_cast<int64_t>(prompt.size()) <= context, InvalidArgument,
+    ATTNLAB_CHECK(n_past() + static_cast<int64_t>(prompt.size()) <= context, InvalidArgument,
                   "[generate] prompt of {} tokens does not fit the context of {} tokens (see --ctx-size)",
-                  cache.n_past() + static_cast<int64_t>(prompt.size()), context);
+                  n_past() + static_cast<int64_t>(prompt.size()), context);
     Sampler sampler(options.sampling);
     std::vector<int32_t> history(prompt.begin(), prompt.end());
     std::vector<int32_t> generated;
     if (options.max_new_tokens == 0) return generated;
-    HookChain hooks;  // interventions first, so observers see their effect
-    if (options.interventions) {
-        options.interventions->begin_sequence();
-        hooks.add(options.interventions);
-    }
-    if (options.hooks) hooks.add(options.hooks);
-    ForwardOptions forward;
-    forward.hooks = options.interventions || options.hooks ? &hooks : nullptr;
-    forward.segments = options.segments;
-    Tensor logits = model.forward(prompt, cache, forward);
-    for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-        std::span<const float> row(logits.data<float>(), static_cast<size_t>(c.vocab_size));
-        const int32_t next = sampler.sample(row, history);
+    int32_t next = step(prompt, history, sampler);
+    for (int64_t i = 0; i < options.max_new_tokens; ++i) {
         generated.push_back(next);
         history.push_back(next);
         if (options.on_token) options.on_token(next);
         const bool is_eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), next) !=
                             c.eos_token_ids.end();
-        if ((options.stop_at_eos && is_eos) || step + 1 == options.max_new_tokens) break;
-        if (cache.n_past() >= context) break;  // the context is full
+        if ((options.stop_at_eos && is_eos) || i + 1 == options.max_new_tokens) break;
+        if (n_past() >= context) break;  // the context is full
         const int32_t one[1] = {next};
-        logits = model.forward(one, cache, forward);
+        next = step(one, history, sampler);
     }
     return generated;
+}
+
+}  // namespace
+
+std::vector<int32_t> generate(const Model& model, std::span<const int32_t> prompt,
+                              const GenerateOptions& options, KVCache& cache) {
+    HookChain hooks;  // interventions first, so observers see their effect
+    ForwardOptions forward;
+    forward.hooks = options.interventions || options.hooks ? &hooks : nullptr;
+    forward.segments = options.segments;
+    bool begun = false;
+    auto step = [&](std::span<const int32_t> ids, const std::vector<int32_t>& history, Sampler& sampler) {
+        if (!begun) {  // once per generate() call, and only when a token is wanted
+            begun = true;
+            if (options.interventions) {
+                options.interventions->begin_sequence();
+                hooks.add(options.interventions);
+            }
+            if (options.hooks) hooks.add(options.hooks);
+        }
+        const Tensor logits = model.forward(ids, cache, forward);
+        return sampler.sample({logits.data<float>(), static_cast<size_t>(model.config().vocab_size)}, history);
+    };
+    return generation_loop(model.config(), prompt, options, step, [&] { return cache.n_past(); });
+}
+
+std::vector<int32_t> generate(const CudaModel& model, std::span<const int32_t> prompt, const GenerateOptions& options,
+                              CudaKVCache& cache) {
+    ATTNLAB_CHECK(!options.interventions && !options.hooks, NotSupported,
+                  "[cuda] interventions and hooks are not on the GPU yet (generate on the CPU model)");
+    ForwardOptions forward;
+    forward.segments = options.segments;
+    // Greedy picks on the device (only the id crosses); a repetition penalty needs the history,
+    // so it samples on the host like every other setting.
+    const bool on_device = options.sampling.temperature == 0.0 && options.sampling.repetition_penalty == 1.0;
+    auto step = [&](std::span<const int32_t> ids, const std::vector<int32_t>& history, Sampler& sampler) {
+        if (on_device) return model.forward_greedy(ids, cache, forward);
+        const Tensor logits = model.forward(ids, cache, forward);
+        return sampler.sample({logits.data<float>(), static_cast<size_t>(model.host().config().vocab_size)}, history);
+    };
+    return generation_loop(model.host().config(), prompt, options, step, [&] { return cache.n_past(); });
 }
 
 }  // namespace attnlab
