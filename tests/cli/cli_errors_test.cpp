@@ -2,6 +2,8 @@
 // exit (2 for usage errors, 1 otherwise), never a crash or a hang.
 #include "test_support.h"
 
+#include <attnlab/cuda.h>
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -201,6 +203,30 @@ TEST(CliErrors, DetokenizeBadIds) {
     EXPECT_LT(r.exit_code, 128) << r.err;
     if (r.exit_code != 0) {
         EXPECT_EQ(r.err.rfind("attnlab: error: ", 0), 0u) << r.err;
+    }
+}
+
+// --device cuda: what the GPU does not run is refused by name, and without a usable GPU (CI's
+// machines have nvcc but no GPU, or the build has no CUDA) the device itself is the error.
+TEST(CliErrors, DeviceCuda) {
+    TempDir tmp;
+    const std::string model = fixture("llama3-tiny"), save = (tmp / "o.safetensors").string();
+    expect_cli_error({"run", "-m", model, "--ids", "1,2", "--save", save, "--device", "cuda", "--hooks", ".*"},
+                     {1, {"--hooks", "--device cuda"}});
+    expect_cli_error({"run", "-m", model, "--ids", "1,2", "--save", save, "--device", "cuda", "--stop-at-layer", "1"},
+                     {1, {"--stop-at-layer"}});
+    expect_cli_error({"bench", "-m", model, "-p", "4", "-n", "0", "--device", "cuda", "--stats", "rows"},
+                     {1, {"--stats"}});
+    expect_cli_error({"generate", "-m", model, "--ids", "1", "--device", "gpu"}, {2, {"--device"}});
+    expect_cli_error({"generate", "-m", model, "--ids", "1", "--device", "cuda", "--gpu-precision", "fp8"},
+                     {2, {"--gpu-precision"}});
+    if (!cuda_available()) {
+        expect_cli_error({"generate", "-m", model, "--ids", "1,2", "-n", "2", "--device", "cuda"},
+                         {1, {"[cuda]", "GPU"}});
+        EXPECT_FALSE(fs::exists(save));
+    } else {  // on a GPU machine the same command generates
+        test::CommandResult r = run_cli({"generate", "-m", model, "--ids", "1,2", "-n", "2", "--device", "cuda"});
+        EXPECT_EQ(r.exit_code, 0) << r.err;
     }
 }
 

@@ -1,5 +1,6 @@
 #include "cli_common.h"
 
+#include <attnlab/cuda.h>
 #include <attnlab/error.h>
 #include <attnlab/threads.h>
 
@@ -36,6 +37,25 @@ std::unique_ptr<Model> ModelOptions::load() const {
         for (auto& a : parse_attention_heads(attn_heads)) plan.push_back(a);
     if (!plan.empty()) model->set_attention(plan);
     return model;
+}
+
+void DeviceOptions::add_to(CLI::App& app) {
+    app.add_option("--device", device, "Where the forward pass runs: cpu or cuda (an NVIDIA GPU)")
+        ->check(CLI::IsMember({"cpu", "cuda"}));
+    app.add_option("--gpu-precision", precision,
+                   "With --device cuda: bf16 (bf16 matrices, f32 accumulation) or f32 (reproduces the CPU)")
+        ->check(CLI::IsMember({"bf16", "f32"}));
+}
+
+std::unique_ptr<CudaModel> DeviceOptions::load(const Model& model) const {
+    ATTNLAB_CHECK(cuda_available(), NotSupported, "[cuda] --device cuda: no usable NVIDIA GPU (or built without CUDA)");
+    CudaModelOptions options;
+    options.precision = precision == "f32" ? CudaPrecision::F32 : CudaPrecision::BF16;
+    return std::make_unique<CudaModel>(model, options);
+}
+
+void DeviceOptions::refuse(const char* command, bool used, const char* what) const {
+    ATTNLAB_CHECK(!(cuda() && used), NotSupported, "[{}] {} is not supported with --device cuda yet", command, what);
 }
 
 void PromptOptions::add_to(CLI::App& app) {

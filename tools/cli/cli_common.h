@@ -1,6 +1,7 @@
 // Shared pieces of the attnlab subcommands: registration, input parsing, model loading.
 #pragma once
 
+#include <attnlab/cuda_model.h>
 #include <attnlab/error.h>
 #include <attnlab/intervention.h>
 #include <attnlab/model.h>
@@ -46,6 +47,19 @@ struct ModelOptions {
     int64_t context_length(const Model& model) const;
     // Also applies the thread count and the attention re-assignments.
     std::unique_ptr<Model> load() const;
+};
+
+// --device cpu|cuda and --gpu-precision bf16|f32 (run, generate, bench): where the forward
+// pass runs. The GPU runs the model's attention plan but no hooks or interventions.
+struct DeviceOptions {
+    std::string device = "cpu";
+    std::string precision = "bf16";
+    void add_to(CLI::App& app);
+    bool cuda() const { return device == "cuda"; }
+    // The model's GPU twin (weights uploaded); throws NotSupported without a usable GPU.
+    std::unique_ptr<CudaModel> load(const Model& model) const;
+    // For --device cuda: refuses, naming the option, what the GPU does not run (one line).
+    void refuse(const char* command, bool used, const char* what) const;
 };
 
 struct PromptOptions {

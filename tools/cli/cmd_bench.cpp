@@ -78,11 +78,73 @@ private:
     bool columns_;
 };
 
+// The table rows of one bench run (text or JSON), for either backend.
+void print_rows(const std::vector<BenchRow>& rows, const Model& model, const std::string& backend, int threads,
+                size_t weight_bytes, double peak_bytes, const char* peak_key, const char* peak_label, bool json) {
+    const ModelConfig& c = model.config();
+    const double size_gib = static_cast<double>(weight_bytes) / (1024.0 * 1024.0 * 1024.0);
+    if (json) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const BenchRow& r : rows)
+            out.push_back({{"model", model.directory()}, {"model_type", c.model_type}, {"size_bytes", weight_bytes},
+                           {"params", model.parameter_count()}, {"backend", backend}, {"threads", threads},
+                           {"test", r.test}, {"avg_ts", r.mean}, {"stddev_ts", r.stddev}, {"samples_ts", r.samples},
+                           {peak_key, peak_bytes}});
+        std::puts(out.dump().c_str());
+        return;
+    }
+    std::printf("| model | size | params | backend | threads | test | t/s |\n");
+    std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    for (const BenchRow& r : rows)
+        std::printf("| %s | %.2f GiB | %.2f M | %s | %d | %s | %.2f ± %.2f |\n", c.model_type.c_str(), size_gib,
+                    model.parameter_count() / 1e6, backend.c_str(), threads, r.test.c_str(), r.mean, r.stddev);
+    std::printf("\n%s %.1f MiB (weights %.1f MiB)\n", peak_label, peak_bytes / 1048576.0,
+                static_cast<double>(weight_bytes) / 1048576.0);
+}
+
+// ppN / tgN on the GPU (--device cuda): the same tests, token ids and depth fill; generation
+// picks each next token on the device (argmax), as greedy decoding does.
+int run_gpu_bench(const Model& model, const DeviceOptions& device, int64_t n_prompt, int64_t n_gen, int64_t depth,
+                  int repetitions, bool json, int64_t context) {
+    const ModelConfig& c = model.config();
+    const int64_t longest = depth + std::max(n_prompt, n_gen);
+    ATTNLAB_CHECK(longest <= context, InvalidArgument, "[bench] depth {} + {} tokens exceed the context of {} (-c to raise it)",
+                  depth, std::max(n_prompt, n_gen), context);
+    std::unique_ptr<CudaModel> gpu = device.load(model);
+    const std::vector<int32_t> depth_ids = random_ids(depth, c.vocab_size, 3);
+    CudaKVCache cache = gpu->new_cache();
+    auto fill = [&] {
+        cache.clear();
+        if (!depth_ids.empty()) gpu->forward(depth_ids, cache);
+        gpu->synchronize();
+    };
+    const std::string at = depth > 0 ? fmt::format(" @ d{}", depth) : "";
+    std::vector<BenchRow> rows;
+    if (n_prompt > 0) {
+        const std::vector<int32_t> ids = random_ids(n_prompt, c.vocab_size, 1);
+        rows.push_back(measure(fmt::format("pp{}{}", n_prompt, at), n_prompt, repetitions, fill, [&] {
+            gpu->forward(ids, cache);  // returns host logits: the work is done
+        }));
+    }
+    if (n_gen > 0) {
+        const std::vector<int32_t> ids = random_ids(n_gen, c.vocab_size, 2);
+        rows.push_back(measure(fmt::format("tg{}{}", n_gen, at), n_gen, repetitions, fill, [&] {
+            int32_t next = ids[0];
+            for (int64_t i = 0; i < n_gen; ++i) next = gpu->forward_greedy(std::span<const int32_t>(&next, 1), cache);
+        }));
+    }
+    const std::string backend = device.precision == "f32" ? "CUDA f32" : "CUDA bf16";
+    print_rows(rows, model, backend, 1, gpu->weight_bytes(), static_cast<double>(cache.bytes()), "kv_cache_bytes",
+               "KV cache on the GPU", json);
+    return 0;
+}
+
 }  // namespace
 
 Command add_bench(CLI::App& root) {
     struct Options {
         ModelOptions model;
+        DeviceOptions device;
         int64_t n_prompt = 512, n_gen = 128, depth = 0;
         int repetitions = 5;
         bool json = false;
@@ -92,6 +154,7 @@ Command add_bench(CLI::App& root) {
     auto o = std::make_shared<Options>();
     CLI::App* app = root.add_subcommand("bench", "Prompt-processing and generation throughput (llama-bench style)");
     o->model.add_to(*app, /*model_required=*/false);
+    o->device.add_to(*app);
     std::function<int()> run_attention = add_bench_attention(*app);
     CLI::App* attention_app = app->get_subcommand("attention");
     app->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (0 = skip)")->check(CLI::NonNegativeNumber);
@@ -109,6 +172,10 @@ Command add_bench(CLI::App& root) {
         if (attention_app->parsed()) return run_attention();
         ATTNLAB_CHECK(!o->model.model_dir.empty(), InvalidArgument, "[bench] -m/--model is required");
         auto model = o->model.load();
+        o->device.refuse("bench", o->stats != "none", "--stats");
+        o->device.refuse("bench", !o->intervene.intervene.empty(), "--intervene");
+        if (o->device.cuda()) return run_gpu_bench(*model, o->device, o->n_prompt, o->n_gen, o->depth, o->repetitions,
+                                                   o->json, o->model.context_length(*model));
         const ModelConfig& c = model->config();
         const int64_t longest = o->depth + std::max(o->n_prompt, o->n_gen);
         ATTNLAB_CHECK(longest <= o->model.context_length(*model), InvalidArgument,
@@ -155,26 +222,7 @@ Command add_bench(CLI::App& root) {
         struct rusage usage {};
         getrusage(RUSAGE_SELF, &usage);
         const double peak_rss = static_cast<double>(usage.ru_maxrss) * 1024.0;
-        const double size_gib = static_cast<double>(model->weight_bytes()) / (1024.0 * 1024.0 * 1024.0);
-        if (o->json) {
-            nlohmann::json out = nlohmann::json::array();
-            for (const BenchRow& r : rows)
-                out.push_back({{"model", model->directory()}, {"model_type", c.model_type},
-                               {"size_bytes", model->weight_bytes()}, {"params", model->parameter_count()},
-                               {"backend", "CPU"}, {"threads", num_threads()}, {"test", r.test},
-                               {"avg_ts", r.mean}, {"stddev_ts", r.stddev}, {"samples_ts", r.samples},
-                               {"peak_rss_bytes", peak_rss}});
-            std::puts(out.dump().c_str());
-        } else {
-            std::printf("| model | size | params | backend | threads | test | t/s |\n");
-            std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
-            for (const BenchRow& r : rows)
-                std::printf("| %s | %.2f GiB | %.2f M | CPU | %d | %s | %.2f ± %.2f |\n", c.model_type.c_str(),
-                            size_gib, model->parameter_count() / 1e6, num_threads(), r.test.c_str(), r.mean,
-                            r.stddev);
-            std::printf("\npeak RSS %.1f MiB (weights %.1f MiB)\n", peak_rss / 1048576.0,
-                        static_cast<double>(model->weight_bytes()) / 1048576.0);
-        }
+        print_rows(rows, *model, "CPU", num_threads(), model->weight_bytes(), peak_rss, "peak_rss_bytes", "peak RSS", o->json);
         return 0;
     }};
 }

@@ -14,6 +14,7 @@ namespace attnlab::cli {
 Command add_generate(CLI::App& root) {
     struct Options {
         ModelOptions model;
+        DeviceOptions device;
         PromptOptions prompt;
         InterventionOptions intervene;
         std::string branches;
@@ -25,6 +26,7 @@ Command add_generate(CLI::App& root) {
     auto o = std::make_shared<Options>();
     CLI::App* app = root.add_subcommand("generate", "Generate text from a prompt");
     o->model.add_to(*app);
+    o->device.add_to(*app);
     o->prompt.add_to(*app);
     o->intervene.add_to(*app);
     // Each branch carries its own interventions, so the two forms do not combine.
@@ -43,6 +45,9 @@ Command add_generate(CLI::App& root) {
     app->add_flag("--json", o->json, "Print one JSON line {\"ids\": [...], \"text\": \"...\"}");
     return {app, [o] {
         auto model = o->model.load();
+        o->device.refuse("generate", !o->intervene.intervene.empty(), "--intervene");
+        o->device.refuse("generate", !o->branches.empty(), "--branches");
+        std::unique_ptr<CudaModel> gpu = o->device.cuda() ? o->device.load(*model) : nullptr;
         std::vector<int32_t> prompt = o->prompt.resolve(*model);
         GenerateOptions g;
         g.max_new_tokens = o->n;
@@ -58,7 +63,7 @@ Command add_generate(CLI::App& root) {
             decoding = std::make_unique<BranchDecoding>(BranchDecoding::from_file(o->branches, *model, prompt, segments));
         } else {
             interventions = o->intervene.interventions(*model, segments);
-            g.interventions = &interventions;
+            g.interventions = interventions.empty() ? nullptr : &interventions;  // (the GPU refuses any)
             g.segments = segments.empty() ? nullptr : &segments;
         }
         const Tokenizer* tok = model->tokenizer();
@@ -79,6 +84,9 @@ Command add_generate(CLI::App& root) {
             BranchGeneration result = generate_branches(*decoding, g);
             ids = std::move(result.ids);
             weights = std::move(result.weights);
+        } else if (gpu) {
+            CudaKVCache cache = gpu->new_cache();
+            ids = generate(*gpu, prompt, g, cache);
         } else {
             KVCache cache = model->new_cache();
             ids = generate(*model, prompt, g, cache);

@@ -8,6 +8,7 @@ namespace attnlab::cli {
 Command add_run(CLI::App& root) {
     struct Options {
         ModelOptions model;
+        DeviceOptions device;
         PromptOptions prompt;
         InterventionOptions intervene;
         std::string save;
@@ -18,6 +19,7 @@ Command add_run(CLI::App& root) {
     auto o = std::make_shared<Options>();
     CLI::App* app = root.add_subcommand("run", "Run one forward pass and save logits and activations");
     o->model.add_to(*app);
+    o->device.add_to(*app);
     o->prompt.add_to(*app);
     o->intervene.add_to(*app);
     app->add_option("--save", o->save, "Output .safetensors file")->required();
@@ -27,6 +29,9 @@ Command add_run(CLI::App& root) {
         ->check(CLI::NonNegativeNumber);
     return {app, [o] {
         auto model = o->model.load();
+        o->device.refuse("run", !o->hooks.empty(), "--hooks");
+        o->device.refuse("run", !o->intervene.intervene.empty(), "--intervene");
+        o->device.refuse("run", o->stop_at_layer >= 0, "--stop-at-layer");
         std::vector<int32_t> ids = o->prompt.resolve(*model);
         ATTNLAB_CHECK(static_cast<int64_t>(ids.size()) <= o->model.context_length(*model), InvalidArgument,
                       "[run] {} tokens exceed the context of {} (raise it with --ctx-size)", ids.size(),
@@ -58,8 +63,18 @@ Command add_run(CLI::App& root) {
         options.hooks = &hooks;
         options.segments = &segments;
         options.stop_at_layer = o->stop_at_layer;
-        KVCache kv = model->new_cache();
-        Tensor logits = model->forward(ids, kv, options);
+        Tensor logits;
+        if (o->device.cuda()) {  // logits only: the GPU offers no hook points
+            std::unique_ptr<CudaModel> gpu = o->device.load(*model);
+            CudaKVCache kv = gpu->new_cache();
+            ForwardOptions gpu_options;
+            gpu_options.all_logits = true;
+            gpu_options.segments = &segments;
+            logits = gpu->forward(ids, kv, gpu_options);
+        } else {
+            KVCache kv = model->new_cache();
+            logits = model->forward(ids, kv, options);
+        }
         std::vector<std::pair<std::string, Tensor>> out;
         if (logits.defined()) out.emplace_back("logits", logits);
         std::vector<int64_t> ids64(ids.begin(), ids.end());
