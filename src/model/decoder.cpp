@@ -216,40 +216,19 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         cpu::add_inplace(x.data(), pos.data(), T * C);
     }
 
-    // RoPE tables for this call's positions (global layers, and local ones for Gemma-3).
-    std::vector<float> cos_global, sin_global, cos_local, sin_local;
-    RopeFrequencies freq_global, freq_local;
+    // RoPE tables for this call's positions (global layers, and local ones for Gemma-3):
+    // the sequence positions or the caller's, then any hook's remapping (CCA); only RoPE sees
+    // them — masks keep the sequence order.
+    CallRope rope;
     const bool has_rope = !c.learned_positions;
     if (has_rope) {
-        double seq_len = 0;
-        if (c.rope.type == "dynamic") {
-            // transformers grows the dynamic length with the longest sequence seen, and resets
-            // it once a shorter-than-original sequence comes.
-            const double needed = static_cast<double>(total);
-            if (needed > cache.dynamic_rope_seq_len_) cache.dynamic_rope_seq_len_ = needed;
-            if (needed < c.max_position_embeddings) cache.dynamic_rope_seq_len_ = c.max_position_embeddings;
-            seq_len = cache.dynamic_rope_seq_len_;
-        }
-        // Position ids: the sequence positions, or the caller's, then any hook's remapping
-        // (CCA); only RoPE sees them — masks keep the sequence order.
-        std::vector<int64_t> position_ids(static_cast<size_t>(T));
-        for (int64_t t = 0; t < T; ++t) position_ids[t] = pos0 + t;
-        if (options.position_ids) {
-            ATTNLAB_CHECK(static_cast<int64_t>(options.position_ids->size()) == T, InvalidArgument,
-                          "[forward] {} position ids for {} tokens", options.position_ids->size(), T);
-            position_ids = *options.position_ids;
-        }
+        std::vector<int64_t> position_ids = call_position_ids(pos0, T, options.position_ids);
         if (options.hooks && options.hooks->remaps_positions()) {
             options.hooks->remap_positions(pos0, position_ids);
             ATTNLAB_CHECK(static_cast<int64_t>(position_ids.size()) == T, InvalidArgument,
                           "[hooks] a position remapping returned {} ids for {} tokens", position_ids.size(), T);
         }
-        freq_global = rope_frequencies(c.rope, D, c.max_position_embeddings, seq_len);
-        rope_tables(freq_global, position_ids, cos_global, sin_global);
-        if (c.rope_local) {
-            freq_local = rope_frequencies(*c.rope_local, D, c.max_position_embeddings, seq_len);
-            rope_tables(freq_local, position_ids, cos_local, sin_local);
-        }
+        rope = call_rope(c, total, position_ids, cache.dynamic_rope_seq_len_);
     }
 
     // Segment ids of positions 0 .. total-1 for the kernel and the edit hooks.
@@ -279,8 +258,8 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         const LayerWeights& L = w.layers[l];
         if (options.hooks && options.hooks->drops_tokens(l)) {
             drop_rows(options.hooks->drop_tokens(l, row_pos), l, row_pos, x, C,
-                      {&cos_global, &sin_global, &cos_local, &sin_local}, has_rope ? freq_global.rot_dim / 2 : 0,
-                      c.rope_local ? freq_local.rot_dim / 2 : 0);
+                      {&rope.cos_global, &rope.sin_global, &rope.cos_local, &rope.sin_local}, rope.half_global(),
+                      rope.half_local());
             R = static_cast<int64_t>(row_pos.size());
             dropped = true;
         }
@@ -331,9 +310,9 @@ Tensor Model::forward(std::span<const int32_t> ids, KVCache& cache, const Forwar
         const int64_t window = c.layer_window[l];
         if (has_rope) {
             const bool local = window > 0 && c.rope_local.has_value();
-            const RopeFrequencies& f = local ? freq_local : freq_global;
-            const float* cs = local ? cos_local.data() : cos_global.data();
-            const float* sn = local ? sin_local.data() : sin_global.data();
+            const RopeFrequencies& f = local ? rope.local : rope.global;
+            const float* cs = local ? rope.cos_local.data() : rope.cos_global.data();
+            const float* sn = local ? rope.sin_local.data() : rope.sin_global.data();
             cpu::rope_rotate_half(q.data(), H * D, R, H, D, f.rot_dim, cs, sn);
             cpu::rope_rotate_half(k_new, Hkv * D, R, Hkv, D, f.rot_dim, cs, sn);
             hooks.offer_layer(l, "attn.hook_rot_q", q.data(), {R, H, D});

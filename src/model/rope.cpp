@@ -123,4 +123,34 @@ void rope_tables(const RopeFrequencies& f, std::span<const int64_t> positions, s
     }
 }
 
+std::vector<int64_t> call_position_ids(int64_t pos0, int64_t T, const std::vector<int64_t>* given) {
+    if (given) {
+        ATTNLAB_CHECK(static_cast<int64_t>(given->size()) == T, InvalidArgument, "[forward] {} position ids for {} tokens",
+                      given->size(), T);
+        return *given;
+    }
+    std::vector<int64_t> ids(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) ids[t] = pos0 + t;
+    return ids;
+}
+
+CallRope call_rope(const ModelConfig& c, int64_t total, std::span<const int64_t> position_ids,
+                   double& dynamic_seq_len) {
+    double seq_len = 0;
+    if (c.rope.type == "dynamic") {
+        const double needed = static_cast<double>(total);
+        if (needed > dynamic_seq_len) dynamic_seq_len = needed;
+        if (needed < c.max_position_embeddings) dynamic_seq_len = static_cast<double>(c.max_position_embeddings);
+        seq_len = dynamic_seq_len;
+    }
+    CallRope rope;
+    rope.global = rope_frequencies(c.rope, c.head_dim, c.max_position_embeddings, seq_len);
+    rope_tables(rope.global, position_ids, rope.cos_global, rope.sin_global);
+    if (c.rope_local) {
+        rope.local = rope_frequencies(*c.rope_local, c.head_dim, c.max_position_embeddings, seq_len);
+        rope_tables(rope.local, position_ids, rope.cos_local, rope.sin_local);
+    }
+    return rope;
+}
+
 }  // namespace attnlab

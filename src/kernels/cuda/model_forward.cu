@@ -349,34 +349,12 @@ CudaModel::RunResult CudaModel::Impl::run(std::span<const int32_t> tokens, CudaK
     const int64_t V = c.vocab_size, total = pos0 + T;
     const cudaStream_t s = stream;
 
-    // RoPE tables for this call's positions, exactly as the CPU decoder builds them.
-    std::vector<float> cos_global, sin_global, cos_local, sin_local;
-    RopeFrequencies freq_global, freq_local;
+    // RoPE tables for this call's positions, built as the CPU decoder builds them.
+    CallRope rope;
     const bool has_rope = !c.learned_positions;
-    if (has_rope) {
-        double seq_len = 0;
-        if (c.rope.type == "dynamic") {
-            const double needed = static_cast<double>(total);
-            if (needed > cache.dynamic_rope_seq_len) cache.dynamic_rope_seq_len = needed;
-            if (needed < c.max_position_embeddings) cache.dynamic_rope_seq_len = c.max_position_embeddings;
-            seq_len = cache.dynamic_rope_seq_len;
-        }
-        std::vector<int64_t> position_ids(static_cast<size_t>(T));
-        for (int64_t t = 0; t < T; ++t) position_ids[t] = pos0 + t;
-        if (options.position_ids) {
-            ATTNLAB_CHECK(static_cast<int64_t>(options.position_ids->size()) == T, InvalidArgument,
-                          "[forward] {} position ids for {} tokens", options.position_ids->size(), T);
-            position_ids = *options.position_ids;
-        }
-        freq_global = rope_frequencies(c.rope, D, c.max_position_embeddings, seq_len);
-        rope_tables(freq_global, position_ids, cos_global, sin_global);
-        if (c.rope_local) {
-            freq_local = rope_frequencies(*c.rope_local, D, c.max_position_embeddings, seq_len);
-            rope_tables(freq_local, position_ids, cos_local, sin_local);
-        }
-    }
-    const int64_t half_global = has_rope ? freq_global.rot_dim / 2 : 0;
-    const int64_t half_local = has_rope && c.rope_local ? freq_local.rot_dim / 2 : 0;
+    if (has_rope)
+        rope = call_rope(c, total, call_position_ids(pos0, T, options.position_ids), cache.dynamic_rope_seq_len);
+    const int64_t half_global = rope.half_global(), half_local = rope.half_local();
 
     // Workspace (the previous call has finished: every call ends with a wait).
     const int64_t rows = options.all_logits ? T : 1;
@@ -391,10 +369,10 @@ CudaModel::RunResult CudaModel::Impl::run(std::span<const int32_t> tokens, CudaK
         if (bytes) std::memcpy(staging + (static_cast<const std::byte*>(device_ptr) - workspace.get()), host, bytes);
     };
     stage(b.ids, tokens.data(), tokens.size_bytes());
-    stage(b.cos_global, cos_global.data(), cos_global.size() * 4);
-    stage(b.sin_global, sin_global.data(), sin_global.size() * 4);
-    stage(b.cos_local, cos_local.data(), cos_local.size() * 4);
-    stage(b.sin_local, sin_local.data(), sin_local.size() * 4);
+    stage(b.cos_global, rope.cos_global.data(), rope.cos_global.size() * 4);
+    stage(b.sin_global, rope.sin_global.data(), rope.sin_global.size() * 4);
+    stage(b.cos_local, rope.cos_local.data(), rope.cos_local.size() * 4);
+    stage(b.sin_local, rope.sin_local.data(), rope.sin_local.size() * 4);
 
     // Attention plans, all built before any kernel is queued (their uploads are synchronous).
     std::vector<int32_t> segment_ids;
