@@ -130,5 +130,19 @@ TEST(Threads, NestedParallelForCoversWholeRange) {
     set_num_threads(0);
 }
 
+// Heap storage: 64-byte alignment, and 2 MiB (huge-page) alignment from 32 MiB on, with every
+// byte writable up to the requested size (the rounding must not shrink a buffer).
+TEST(Storage, AlignmentAndUsableSize) {
+    for (const size_t bytes : {size_t{1}, size_t{100}, (size_t{32} << 20) - 4, size_t{32} << 20, (size_t{33} << 20) + 12}) {
+        std::shared_ptr<Storage> s = Storage::allocate(bytes);
+        const auto address = reinterpret_cast<uintptr_t>(s->data());
+        EXPECT_EQ(address % 64, 0u) << bytes;
+        if (bytes >= (size_t{32} << 20)) EXPECT_EQ(address % (size_t{2} << 20), 0u) << bytes;
+        EXPECT_EQ(s->size(), bytes);
+        std::memset(s->data(), 0x5a, bytes);
+        EXPECT_EQ(static_cast<unsigned char>(s->data()[bytes - 1]), 0x5au);
+    }
+}
+
 }  // namespace
 }  // namespace attnlab
