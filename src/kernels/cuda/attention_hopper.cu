@@ -28,12 +28,22 @@
 // go first), so the copies of the next item overlap the products and epilogue of this one.
 //
 // Measured on the H200 (bf16, B=1, H=32, Hkv=8, D=128, 2026-11-29): dense causal T=S=16k at
-// 499 TFLOP/s, 0.79× cuDNN through SDPA, 1.24× FlexAttention, 2.4× the mma.sync kernel;
-// causal + window / streaming / power / document at 16k 1.07-1.17× FlexAttention. A/B knobs
-// (environment): ATTNLAB_HOPPER_OVERLAP=0 (no overlap within a warpgroup: 5% slower on dense
-// causal), ATTNLAB_HOPPER_PERSISTENT=0 (one CTA per item: the same on dense causal, window 4%
-// and power 3% slower, document 2% faster); ATTNLAB_CUDA_KERNEL=mma runs the mma.sync kernel.
-// Run-to-run spread of the same case in one run: 0.2%.
+// 514 TFLOP/s (4.29 ms), 0.79-0.83× cuDNN through SDPA timed in the same run (best against
+// best; cuDNN itself moved 605-656 TFLOP/s between runs); FlexAttention 406 and the mma.sync
+// kernel 211 in an earlier run, where causal + window / streaming / power / document at 16k
+// ran 1.07-1.17× FlexAttention. The row max and sum as trees gave +3-4% on dense causal 16k
+// (4.28-4.30 ms against 4.47-4.68 for the chains; D=64: none, 3.66 ms against 3.59-3.64). No
+// faster, within the 2-4% spread between passes: a three-stage K/V ring, two Q buffers,
+// reading the next tile's block map during the products, skipping the O rescale when no row
+// max of the warp moved. A/B knobs (environment): ATTNLAB_HOPPER_OVERLAP=0 (no overlap within
+// a warpgroup: 5% slower on dense causal), ATTNLAB_HOPPER_PERSISTENT=0 (one CTA per item: the
+// same on dense causal, window 4% and power 3% slower, document 2% faster);
+// ATTNLAB_CUDA_KERNEL=mma runs the mma.sync kernel.
+// Known loss (SASS, nvcc 13.0): in the overlapped loop ptxas waits for the P·V wgmma
+// (WARPGROUP.DEPBAR.LE gsb0, 0x0) before the first exponential: it hands a register of P,
+// which that wgmma still reads, to a softmax temporary (R153 in the SASS read), so the softmax
+// of tile i does not run under the P·V of tile i-1 as intended. A never-taken store of P after
+// the wait, to keep P's registers allocated, did not move the wait (and ran 1-12% slower).
 #include "kernels/cuda/attention_hopper.cuh"
 #include "kernels/cuda/cuda_util.cuh"
 
@@ -112,6 +122,19 @@ struct TileWalk {
         return true;
     }
 };
+
+// v[0] op v[1] op ... op v[N-1] as a tree, halving with step W (N/2 first): log2 N dependent
+// steps instead of N. Constant indices only, so v stays in registers.
+template <int W, int N, typename Op>
+__device__ __forceinline__ float tree_reduce(float (&v)[N], Op op) {
+    if constexpr (W == 0) {
+        return v[0];
+    } else {
+#pragma unroll
+        for (int i = 0; i < W; ++i) v[i] = op(v[i], v[i + W]);
+        return tree_reduce<W / 2>(v, op);
+    }
+}
 
 // Masks keep_bits evaluates column by column (the rest are intervals of keys per row).
 __device__ __forceinline__ bool per_column(const gpu::Mask& m) {
@@ -228,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         float o[D / 8][4];             // O accumulators (64 rows × D per warpgroup)
         float s[kN / 8][4] = {};       // S accumulators (64 rows × kN), then exp2 of the scores
         uint32_t pf[kN / 16][4] = {};  // P as wgmma A fragments (k-step kk: keys 16kk .. 16kk+15)
-        float m[2], l[2];              // running max (log2 units) and sum of the two rows
+        float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // running max (log2 units) and sum of the two rows
         float alpha[2], tile_sum[2];
 
         // Turns: warpgroup w issues its products after named barrier kTurn + w, then hands the
@@ -350,24 +373,33 @@ __global__ void __launch_bounds__(kThreads, 1)
         // running max (log2 units), the factor for the old sums (alpha), exp2 in place and the
         // tile's sums.
         auto exponentiate = [&](float unit) {
+            // Row max and sum as trees: 4 dependent steps instead of 16 (measured 3-4% faster on
+            // dense causal 16k than the chains).
+            float mx[2];
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                float mx = -INFINITY;
+                float v[kN / 8];
 #pragma unroll
-                for (int nt = 0; nt < kN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_new = fmaxf(m[r], mx * unit);
+                for (int nt = 0; nt < kN / 8; ++nt) v[nt] = fmaxf(s[nt][2 * r], s[nt][2 * r + 1]);
+                mx[r] = tree_reduce<kN / 16>(v, [](float a, float b) { return fmaxf(a, b); });
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2)) * unit;
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const float m_new = fmaxf(m[r], mx[r]);
                 const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // all masked so far: keep exp2 finite
                 alpha[r] = fast_exp2(m[r] - m_use);
                 m[r] = m_new;
-                tile_sum[r] = 0.0f;
 #pragma unroll
                 for (int nt = 0; nt < kN / 8; ++nt) {
                     s[nt][2 * r] = fast_exp2(fmaf(s[nt][2 * r], unit, -m_use));
                     s[nt][2 * r + 1] = fast_exp2(fmaf(s[nt][2 * r + 1], unit, -m_use));
-                    tile_sum[r] += s[nt][2 * r] + s[nt][2 * r + 1];
                 }
+                float v[kN / 8];
+#pragma unroll
+                for (int nt = 0; nt < kN / 8; ++nt) v[nt] = s[nt][2 * r] + s[nt][2 * r + 1];
+                tile_sum[r] = tree_reduce<kN / 16>(v, [](float a, float b) { return a + b; });
             }
         };
         // Second half (once the previous P·V is done with O and P): rescale O and the sums, and
@@ -473,21 +505,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             release(q_empty);  // every S of this item is done: the producer may load the next Q
 
             // Epilogue: each row's sum over its 4 threads, sinks, out (f32) and lse.
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                float sum = l[r];
-                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-                const int t = t0 + row0 + r * 8;
-                float factor, lse;
-                finish_row(m[r], sum, spec.has_sinks, spec.has_sinks ? p.sinks[h] : 0.0f, &factor, &lse);
-                if (t >= p.T) continue;
-                float* out = p.out + b * p.out_bstride + int64_t(t) * p.out_stride + int64_t(h) * D;
-#pragma unroll
-                for (int nt = 0; nt < D / 8; ++nt)
-                    *reinterpret_cast<float2*>(out + nt * 8 + quad * 2) = make_float2(o[nt][2 * r] * factor, o[nt][2 * r + 1] * factor);
-                if (p.lse && quad == 0) p.lse[(int64_t(b) * p.T + t) * p.H + h] = lse;
-            }
+            write_output_rows<D>(p, spec, o, m, l, b, h, t0 + row0, quad);
         }
         if (wg == 0) turn_begin();  // consumer 1's head-start turn: every arrival matched
     }
