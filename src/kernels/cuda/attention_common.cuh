@@ -188,6 +188,31 @@ __device__ __forceinline__ void finish_row(float m2, float l, bool has_sink, flo
     *lse = total;
 }
 
+// The epilogue of the tensor-core prefill kernels: a thread holds two rows (t_first and
+// t_first + 8) of an (m16n8) accumulator layout — o[nt][2r], o[nt][2r + 1] are columns
+// nt·8 + quad·2 + {0, 1} of row r — and a quarter of each row's sum l (the other quarters are
+// in the lanes of the same quad). Writes out (f32) and lse, sinks included.
+template <int D>
+__device__ __forceinline__ void write_output_rows(const AttentionParams& p, const gpu::Spec& spec,
+                                                  const float (&o)[D / 8][4], const float (&m)[2], const float (&l)[2],
+                                                  int b, int h, int t_first, int quad) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float sum = l[r];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const int t = t_first + r * 8;
+        float factor, lse;
+        finish_row(m[r], sum, spec.has_sinks, spec.has_sinks ? p.sinks[h] : 0.0f, &factor, &lse);
+        if (t >= p.T) continue;
+        float* out = p.out + b * p.out_bstride + int64_t(t) * p.out_stride + int64_t(h) * D;
+#pragma unroll
+        for (int nt = 0; nt < D / 8; ++nt)
+            *reinterpret_cast<float2*>(out + nt * 8 + quad * 2) = make_float2(o[nt][2 * r] * factor, o[nt][2 * r + 1] * factor);
+        if (p.lse && quad == 0) p.lse[(int64_t(b) * p.T + t) * p.H + h] = lse;
+    }
+}
+
 // ---- PTX wrappers -------------------------------------------------------------------------
 
 template <typename Elem>

@@ -170,21 +170,7 @@ __global__ void __launch_bounds__(kThreads, 3) attention_prefill_kernel(const At
     cp_async_wait<0>();
 
     // Epilogue: each row's sum over its 4 threads, sinks, out (f32) and lse.
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        float sum = l[r];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        const int t = t0 + row0 + r * 8;
-        float factor, lse;
-        finish_row(m[r], sum, spec.has_sinks, spec.has_sinks ? p.sinks[h] : 0.0f, &factor, &lse);
-        if (t >= p.T) continue;
-        float* out = p.out + b * p.out_bstride + int64_t(t) * p.out_stride + int64_t(h) * D;
-#pragma unroll
-        for (int nt = 0; nt < D / 8; ++nt)
-            *reinterpret_cast<float2*>(out + nt * 8 + quad * 2) = make_float2(o[nt][2 * r] * factor, o[nt][2 * r + 1] * factor);
-        if (p.lse && quad == 0) p.lse[(int64_t(b) * p.T + t) * p.H + h] = lse;
-    }
+    write_output_rows<D>(p, spec, o, m, l, b, h, t0 + row0, quad);
 }
 
 }  // namespace
