@@ -29,7 +29,9 @@ public:
     virtual size_t size() const = 0;
     virtual bool writable() const = 0;
 
-    static std::shared_ptr<Storage> allocate(size_t bytes);  // 64-byte aligned, uninitialised
+    // Uninitialised, 64-byte aligned; from 32 MiB on 2 MiB aligned and backed by transparent huge
+    // pages where the kernel grants them (streaming kernels then walk far fewer page tables).
+    static std::shared_ptr<Storage> allocate(size_t bytes);
 };
 
 // A read-only memory mapping of a whole file.
