@@ -80,7 +80,8 @@ private:
 
 // The table rows of one bench run (text or JSON), for either backend.
 void print_rows(const std::vector<BenchRow>& rows, const Model& model, const std::string& backend, int threads,
-                size_t weight_bytes, double peak_bytes, const char* peak_key, const char* peak_label, bool json) {
+                size_t weight_bytes, double peak_bytes, const char* peak_key, const char* peak_label, bool json,
+                const nlohmann::json& extra = {}) {
     const ModelConfig& c = model.config();
     const double size_gib = static_cast<double>(weight_bytes) / (1024.0 * 1024.0 * 1024.0);
     if (json) {
@@ -90,6 +91,8 @@ void print_rows(const std::vector<BenchRow>& rows, const Model& model, const std
                            {"params", model.parameter_count()}, {"backend", backend}, {"threads", threads},
                            {"test", r.test}, {"avg_ts", r.mean}, {"stddev_ts", r.stddev}, {"samples_ts", r.samples},
                            {peak_key, peak_bytes}});
+        if (extra.is_object())
+            for (nlohmann::json& row : out) row.update(extra);
         std::puts(out.dump().c_str());
         return;
     }
@@ -126,16 +129,35 @@ int run_gpu_bench(const Model& model, const DeviceOptions& device, int64_t n_pro
             gpu->forward(ids, cache);  // returns host logits: the work is done
         }));
     }
+    // Where a decode step's time goes, over every timed and warm-up step: the host queueing the
+    // step's launches (of which building attention plans), then the wait for the GPU.
+    CudaModel::CallTiming step_sum;
+    int64_t steps = 0;
     if (n_gen > 0) {
-        const std::vector<int32_t> ids = random_ids(n_gen, c.vocab_size, 2);
+        const int32_t first = random_ids(1, c.vocab_size, 2)[0];
         rows.push_back(measure(fmt::format("tg{}{}", n_gen, at), n_gen, repetitions, fill, [&] {
-            int32_t next = ids[0];
-            for (int64_t i = 0; i < n_gen; ++i) next = gpu->forward_greedy(std::span<const int32_t>(&next, 1), cache);
+            int32_t next = first;
+            for (int64_t i = 0; i < n_gen; ++i) {
+                next = gpu->forward_greedy(std::span<const int32_t>(&next, 1), cache);
+                const CudaModel::CallTiming t = gpu->last_call_timing();
+                step_sum.enqueue_s += t.enqueue_s, step_sum.plans_s += t.plans_s, step_sum.wait_s += t.wait_s;
+                ++steps;
+            }
         }));
     }
+    const double per_step_ms = steps > 0 ? 1e3 / static_cast<double>(steps) : 0.0;
+    nlohmann::json extra;
+    if (steps > 0)
+        extra = {{"decode_host_enqueue_ms", step_sum.enqueue_s * per_step_ms},
+                 {"decode_attention_plans_ms", step_sum.plans_s * per_step_ms},
+                 {"decode_gpu_wait_ms", step_sum.wait_s * per_step_ms}};
     const std::string backend = device.precision == "f32" ? "CUDA f32" : "CUDA bf16";
     print_rows(rows, model, backend, 1, gpu->weight_bytes(), static_cast<double>(cache.bytes()), "kv_cache_bytes",
-               "KV cache on the GPU", json);
+               "KV cache on the GPU", json, extra);
+    if (!json && steps > 0)
+        std::printf("decode step: host queues its launches in %.3f ms (attention plans %.3f ms), then waits %.3f ms for "
+                    "the GPU\n", step_sum.enqueue_s * per_step_ms, step_sum.plans_s * per_step_ms,
+                    step_sum.wait_s * per_step_ms);
     return 0;
 }
 
