@@ -75,6 +75,14 @@ public:
     // only the token id comes back to the host.
     int32_t forward_greedy(std::span<const int32_t> ids, CudaKVCache& cache, const ForwardOptions& options = {}) const;
 
+    // forward() of the last position followed by select_token(logits, history, params, u)
+    // (generate.h) on the device: the token the CPU's rule picks from these logits. Only the id
+    // comes back; the history's ids are uploaded incrementally (a history extending the previous
+    // call's uploads only its new ids). params.seed is unused: the caller draws u
+    // (Sampler::next_uniform; any value when greedy).
+    int32_t forward_sample(std::span<const int32_t> ids, CudaKVCache& cache, const SamplingParams& params,
+                           std::span<const int32_t> history, double u, const ForwardOptions& options = {}) const;
+
     // Waits for the GPU work queued so far (for timing).
     void synchronize() const;
 
@@ -87,14 +95,21 @@ public:
     CallTiming last_call_timing() const;
 
 private:
+    // The token a forward call picks from its last row (see forward_sample).
+    struct TokenPick {
+        const SamplingParams* params = nullptr;
+        std::span<const int32_t> history;
+        double u = 0;
+    };
     // One forward call; the logits (rows, V) stay on the device (valid until the next call)
-    // and, when greedy, the argmax of the last row comes back.
+    // and, when `pick` is given, the token it picks comes back.
     struct RunResult {
         const float* logits = nullptr;
         int64_t rows = 0;
         int32_t token = -1;
     };
-    RunResult run(std::span<const int32_t> ids, CudaKVCache& cache, const ForwardOptions& options, bool greedy) const;
+    RunResult run(std::span<const int32_t> ids, CudaKVCache& cache, const ForwardOptions& options,
+                  const TokenPick* pick) const;
 
     const Model& model_;
     CudaModelOptions options_;
@@ -102,9 +117,10 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-// generate() on the GPU: prefill, then one token per step. Greedy (temperature 0) picks on the
-// device; other sampling copies the last row's logits (V floats) to the host and uses Sampler.
-// Interventions and hooks are not on the GPU (NotSupported when set).
+// generate() on the GPU: prefill, then one token per step, each picked on the device by
+// forward_sample (the host's Sampler only draws u): with the same seed, the tokens the CPU
+// model's generate() picks from the same logits. Interventions and hooks are not on the GPU
+// (NotSupported when set).
 std::vector<int32_t> generate(const CudaModel& model, std::span<const int32_t> prompt, const GenerateOptions& options,
                               CudaKVCache& cache);
 

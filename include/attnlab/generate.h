@@ -23,11 +23,39 @@ struct SamplingParams {
     uint64_t seed = 0;
 };
 
+// The choice of one token from logits (V), a pure function of its inputs (the GPU implements the
+// same rule: CudaModel::forward_sample), in order:
+//   1. repetition penalty: each id in `history` (once, however often it occurs; ids outside
+//      [0, V) ignored) gets logit / p when positive, logit · p otherwise (p as float);
+//   2. temperature 0: the argmax, ties to the lowest id (`u` unused);
+//   3. candidates ordered by (logit descending, id ascending), the first top_k of them;
+//   4. weights w_i = exp((logit_i − logit_0) / temperature) in double and their running sums
+//      S_i; top-p keeps the shortest prefix with S_i / S_last >= top_p, min-p the prefix with
+//      w_i / S_last >= min_p · w_0 / S_last;
+//   5. the first kept candidate whose share of the kept mass reaches u: S_i / S_keep-1 >= u
+//      (the last kept one when none does). u in [0, 1).
+// Throws InvalidArgument for NaN logits or a top logit of ±inf (the weights would be NaN).
+// This is std::discrete_distribution's rule (libstdc++: lower_bound of u on the normalised
+// running sums) over the kept candidates, so a Sampler's seed picks the tokens it picked when it
+// used one, up to the rounding of the sums.
+int32_t select_token(std::span<const float> logits, std::span<const int32_t> history, const SamplingParams& params,
+                     double u);
+
+// Throws InvalidArgument unless `params` are in range (see SamplingParams).
+void check_sampling_params(const SamplingParams& params);
+
+// select_token with the randomness: a mt19937_64 seeded with params.seed draws one u per
+// sampled token (none when greedy).
 class Sampler {
 public:
     explicit Sampler(const SamplingParams& params);
     // Picks the next token from logits (V); `history` feeds the repetition penalty.
     int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+    // The u of the next sampled token: generate_canonical<double, 53>, the draw libstdc++'s
+    // discrete_distribution makes (one 64-bit output / 2^64).
+    double next_uniform();
+    bool greedy() const { return params_.temperature == 0.0; }
+    const SamplingParams& params() const { return params_; }
 
 private:
     SamplingParams params_;

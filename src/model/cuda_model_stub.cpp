@@ -31,7 +31,14 @@ void CudaModel::synchronize() const { no_cuda(); }
 CudaModel::CallTiming CudaModel::last_call_timing() const { no_cuda(); }
 Tensor CudaModel::forward(std::span<const int32_t>, CudaKVCache&, const ForwardOptions&) const { no_cuda(); }
 int32_t CudaModel::forward_greedy(std::span<const int32_t>, CudaKVCache&, const ForwardOptions&) const { no_cuda(); }
-CudaModel::RunResult CudaModel::run(std::span<const int32_t>, CudaKVCache&, const ForwardOptions&, bool) const { no_cuda(); }
+int32_t CudaModel::forward_sample(std::span<const int32_t>, CudaKVCache&, const SamplingParams&, std::span<const int32_t>,
+                                  double, const ForwardOptions&) const {
+    no_cuda();
+}
+CudaModel::RunResult CudaModel::run(std::span<const int32_t>, CudaKVCache&, const ForwardOptions&,
+                                    const TokenPick*) const {
+    no_cuda();
+}
 
 }  // namespace attnlab
 #endif

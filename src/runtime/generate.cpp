@@ -5,12 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <unordered_set>
 
 namespace attnlab {
 
-Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {
+void check_sampling_params(const SamplingParams& params) {
     ATTNLAB_CHECK(params.temperature >= 0, InvalidArgument, "[sampler] temperature must be >= 0, got {}",
                   params.temperature);
     ATTNLAB_CHECK(params.top_k >= 0, InvalidArgument, "[sampler] top-k must be >= 0, got {}", params.top_k);
@@ -22,56 +23,69 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
                   "[sampler] repetition penalty must be > 0, got {}", params.repetition_penalty);
 }
 
-int32_t Sampler::sample(std::span<const float> logits_in, std::span<const int32_t> history) {
-    std::vector<float> logits(logits_in.begin(), logits_in.end());
+int32_t select_token(std::span<const float> logits_in, std::span<const int32_t> history, const SamplingParams& params,
+                     double u) {
+    check_sampling_params(params);
+    std::vector<float> logits(logits_in.begin(), logits_in.end());  // (V), penalised below
     const int64_t V = static_cast<int64_t>(logits.size());
     ATTNLAB_CHECK(V > 0, InvalidArgument, "[sampler] empty logits");
-    if (params_.repetition_penalty != 1.0) {
+    if (params.repetition_penalty != 1.0) {
         std::unordered_set<int32_t> seen(history.begin(), history.end());
-        const float p = static_cast<float>(params_.repetition_penalty);
+        const float p = static_cast<float>(params.repetition_penalty);
         for (int32_t id : seen)
             if (id >= 0 && id < V) logits[id] = logits[id] > 0 ? logits[id] / p : logits[id] * p;
     }
-    if (params_.temperature == 0.0)
+    if (params.temperature == 0.0)
         return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    ATTNLAB_CHECK(u >= 0 && u < 1, InvalidArgument, "[sampler] the uniform draw must be in [0, 1), got {}", u);
+    ATTNLAB_CHECK(std::none_of(logits.begin(), logits.end(), [](float x) { return std::isnan(x); }), InvalidArgument,
+                  "[sampler] the logits hold NaN");
 
-    // Candidates sorted by logit (descending), cut by top-k.
+    // Candidates (k) by (logit descending, id ascending), cut by top-k.
     std::vector<int32_t> order(static_cast<size_t>(V));
     std::iota(order.begin(), order.end(), 0);
-    const int64_t k = params_.top_k > 0 ? std::min(params_.top_k, V) : V;
+    const int64_t k = params.top_k > 0 ? std::min(params.top_k, V) : V;
     auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
     std::partial_sort(order.begin(), order.begin() + k, order.end(), by_logit);
     order.resize(static_cast<size_t>(k));
-    // Softmax at the temperature.
-    std::vector<double> probs(order.size());
-    const double max_logit = logits[order[0]];
+    const double top = logits[order[0]];
+    ATTNLAB_CHECK(std::isfinite(top), InvalidArgument, "[sampler] the top logit is {}", top);
+
+    // Weights relative to the top candidate at the temperature (k), and their running sums (k).
+    std::vector<double> weight(order.size()), running(order.size());
     double sum = 0;
     for (size_t i = 0; i < order.size(); ++i) {
-        probs[i] = std::exp((logits[order[i]] - max_logit) / params_.temperature);
-        sum += probs[i];
+        weight[i] = std::exp((logits[order[i]] - top) / params.temperature);
+        sum += weight[i];
+        running[i] = sum;
     }
-    for (double& p : probs) p /= sum;
-    // top-p: the smallest prefix whose mass reaches top_p (at least one token).
-    size_t keep = probs.size();
-    if (params_.top_p < 1.0) {
-        double cumulative = 0;
-        for (size_t i = 0; i < probs.size(); ++i) {
-            cumulative += probs[i];
-            if (cumulative >= params_.top_p) {
-                keep = i + 1;
-                break;
-            }
-        }
+    const double total = running.back();
+    // top-p: the shortest prefix whose mass reaches top_p (at least one candidate).
+    size_t keep = order.size();
+    if (params.top_p < 1.0) {
+        keep = 1;
+        while (keep < order.size() && running[keep - 1] / total < params.top_p) ++keep;
     }
-    // min-p: drop tokens below min_p × the top probability.
-    if (params_.min_p > 0) {
-        const double threshold = params_.min_p * probs[0];
+    // min-p: the prefix of candidates at least min_p × the top probability.
+    if (params.min_p > 0) {
+        const double threshold = params.min_p * (weight[0] / total);
         size_t n = 1;
-        while (n < keep && probs[n] >= threshold) ++n;
+        while (n < keep && weight[n] / total >= threshold) ++n;
         keep = n;
     }
-    std::discrete_distribution<size_t> pick(probs.begin(), probs.begin() + static_cast<int64_t>(keep));
-    return order[pick(rng_)];
+    // The first kept candidate whose share of the kept mass reaches u.
+    const double kept = running[keep - 1];
+    size_t pick = 0;
+    while (pick + 1 < keep && running[pick] / kept < u) ++pick;
+    return order[pick];
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) { check_sampling_params(params); }
+
+double Sampler::next_uniform() { return std::generate_canonical<double, std::numeric_limits<double>::digits>(rng_); }
+
+int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
+    return select_token(logits, history, params_, greedy() ? 0.0 : next_uniform());
 }
 
 namespace {
@@ -138,13 +152,10 @@ std::vector<int32_t> generate(const CudaModel& model, std::span<const int32_t> p
                   "[cuda] interventions and hooks are not on the GPU yet (generate on the CPU model)");
     ForwardOptions forward;
     forward.segments = options.segments;
-    // Greedy picks on the device (only the id crosses); a repetition penalty needs the history,
-    // so it samples on the host like every other setting.
-    const bool on_device = options.sampling.temperature == 0.0 && options.sampling.repetition_penalty == 1.0;
+    // Every setting picks on the device: only the id crosses back (the host draws u).
     auto step = [&](std::span<const int32_t> ids, const std::vector<int32_t>& history, Sampler& sampler) {
-        if (on_device) return model.forward_greedy(ids, cache, forward);
-        const Tensor logits = model.forward(ids, cache, forward);
-        return sampler.sample({logits.data<float>(), static_cast<size_t>(model.host().config().vocab_size)}, history);
+        const double u = sampler.greedy() ? 0.0 : sampler.next_uniform();
+        return model.forward_sample(ids, cache, sampler.params(), history, u, forward);
     };
     return generation_loop(model.host().config(), prompt, options, step, [&] { return cache.n_past(); });
 }

@@ -222,9 +222,11 @@ struct CudaModel::Impl {
         if (stream) cudaStreamDestroy(stream);
     }
 
+    cuda::TokenSelector selector;  // the sampler's device state (history mask, candidates)
+
     template <typename E>
     RunResult run(std::span<const int32_t> ids, CudaKVCache::Impl& cache, int64_t pos0, const ForwardOptions& options,
-                  bool greedy);
+                  const TokenPick* pick);
 };
 
 namespace {
@@ -341,7 +343,7 @@ CudaModel::CallTiming CudaModel::last_call_timing() const { return impl_->timing
 
 template <typename E>
 CudaModel::RunResult CudaModel::Impl::run(std::span<const int32_t> tokens, CudaKVCache::Impl& cache, int64_t pos0,
-                                          const ForwardOptions& options, bool greedy) {
+                                          const ForwardOptions& options, const TokenPick* pick) {
     const auto start = std::chrono::steady_clock::now();
     const ModelConfig& c = model.config();
     const int64_t T = static_cast<int64_t>(tokens.size());
@@ -493,8 +495,8 @@ CudaModel::RunResult CudaModel::Impl::run(std::span<const int32_t> tokens, CudaK
     if (c.final_softcap > 0) cuda::softcap(b.logits, rows * V, static_cast<float>(c.final_softcap), s);
     RunResult result{b.logits, rows, -1};
     int32_t* token_host = reinterpret_cast<int32_t*>(staging);  // the inputs were copied out by now
-    if (greedy) {
-        cuda::argmax(b.logits + (rows - 1) * V, V, b.token, s);
+    if (pick) {
+        selector.pick(b.logits + (rows - 1) * V, V, *pick->params, pick->history, pick->u, b.token, s);
         ATTNLAB_CUDA_CHECK(cudaMemcpyAsync(token_host, b.token, sizeof(int32_t), cudaMemcpyDeviceToHost, s));
     }
     // The plans' buffers are freed on return: their kernels must be done first.
@@ -502,25 +504,41 @@ CudaModel::RunResult CudaModel::Impl::run(std::span<const int32_t> tokens, CudaK
     ATTNLAB_CUDA_CHECK(cudaStreamSynchronize(s));
     timing.enqueue_s = std::chrono::duration<double>(queued - start).count();
     timing.wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - queued).count();
-    if (greedy) result.token = *token_host;
+    if (pick) {
+        result.token = *token_host;
+        ATTNLAB_CHECK(result.token >= 0, InvalidArgument, "[sampler] the logits hold NaN, or the top logit is ±inf");
+    }
     return result;
 }
 
 Tensor CudaModel::forward(std::span<const int32_t> ids, CudaKVCache& cache, const ForwardOptions& options) const {
-    const RunResult r = run(ids, cache, options, false);
+    const RunResult r = run(ids, cache, options, nullptr);
     Tensor logits = Tensor::empty({r.rows, model_.config().vocab_size});  // (rows, V)
     ATTNLAB_CUDA_CHECK(cudaMemcpy(logits.raw(), r.logits, logits.nbytes(), cudaMemcpyDeviceToHost));
     return logits;
 }
 
 int32_t CudaModel::forward_greedy(std::span<const int32_t> ids, CudaKVCache& cache, const ForwardOptions& options) const {
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    return forward_sample(ids, cache, greedy, {}, 0.0, options);
+}
+
+int32_t CudaModel::forward_sample(std::span<const int32_t> ids, CudaKVCache& cache, const SamplingParams& params,
+                                  std::span<const int32_t> history, double u, const ForwardOptions& options) const {
+    // Checked before anything is queued: a throw between the launches and the wait would free
+    // the attention plans under running kernels.
+    check_sampling_params(params);
+    ATTNLAB_CHECK(params.temperature == 0.0 || (u >= 0.0 && u < 1.0), InvalidArgument,
+                  "[sampler] the uniform draw must be in [0, 1), got {}", u);
     ForwardOptions last_only = options;
     last_only.all_logits = false;
-    return run(ids, cache, last_only, true).token;
+    const TokenPick pick{&params, history, u};
+    return run(ids, cache, last_only, &pick).token;
 }
 
 CudaModel::RunResult CudaModel::run(std::span<const int32_t> ids, CudaKVCache& cache, const ForwardOptions& options,
-                                    bool greedy) const {
+                                    const TokenPick* pick) const {
     ATTNLAB_CHECK(!options.hooks && options.stop_at_layer < 0, NotSupported,
                   "[cuda] hooks are not on the GPU yet (hooks and stop_at_layer need the CPU model)");
     const ModelConfig& c = model_.config();
@@ -544,8 +562,8 @@ CudaModel::RunResult CudaModel::run(std::span<const int32_t> ids, CudaKVCache& c
         kv.row_bytes = static_cast<size_t>(c.n_head_kv * c.head_dim) * element_size(options_.precision);
     }
     kv.reserve(pos0, total, c.n_layer, impl_->stream);
-    RunResult r = options_.precision == CudaPrecision::F32 ? impl_->run<float>(ids, kv, pos0, options, greedy)
-                                                           : impl_->run<__nv_bfloat16>(ids, kv, pos0, options, greedy);
+    RunResult r = options_.precision == CudaPrecision::F32 ? impl_->run<float>(ids, kv, pos0, options, pick)
+                                                           : impl_->run<__nv_bfloat16>(ids, kv, pos0, options, pick);
     cache.n_past_ = total;
     return r;
 }

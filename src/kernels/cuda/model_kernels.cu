@@ -4,6 +4,10 @@
 #include "kernels/cuda/cuda_util.cuh"
 #include "kernels/cuda/model_kernels.cuh"
 
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
+
+#include <algorithm>
 #include <cfloat>
 #include <type_traits>
 
@@ -234,6 +238,70 @@ __global__ void argmax_kernel(const float* x, int64_t n, int32_t* out) {
     if (lane == 0) *out = index;
 }
 
+
+// --- The sampler's token choice (TokenSelector) ---
+
+__global__ void mark_history_kernel(const int32_t* ids, int64_t n, int64_t V, uint8_t* seen) {
+    const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (idx < n && ids[idx] >= 0 && ids[idx] < V) seen[ids[idx]] = 1;
+}
+
+// keys (V) = logits after the repetition penalty (ids marked in `seen`, when given), ids (V) =
+// 0..V-1; *bad = 1 on a NaN. -0 becomes +0, so the keys tie as the CPU's comparison ties them
+// (and the stable sort breaks the tie by id) whatever the sort does with signed zeros.
+__global__ void prepare_candidates_kernel(const float* logits, int64_t V, const uint8_t* seen, float penalty, float* keys,
+                                          int32_t* ids, int32_t* bad) {
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < V; i += int64_t(gridDim.x) * blockDim.x) {
+        float x = logits[i];
+        if (seen && seen[i]) x = x > 0.0f ? x / penalty : x * penalty;
+        if (isnan(x)) *bad = 1;
+        if (x == 0.0f) x = 0.0f;
+        keys[i] = x;
+        ids[i] = int32_t(i);
+    }
+}
+
+// weights (k) = exp((key_i − key_0) / temperature) in f64, the CPU's expression.
+__global__ void candidate_weights_kernel(const float* sorted_keys, int64_t k, double temperature, double* weights) {
+    const double top = sorted_keys[0];
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < k; i += int64_t(gridDim.x) * blockDim.x)
+        weights[i] = exp((double(sorted_keys[i]) - top) / temperature);
+}
+
+// The first i in [lo, hi) where pred(i) holds, hi when none; pred is false then true.
+template <typename Pred>
+__device__ int64_t first_where(int64_t lo, int64_t hi, Pred pred) {
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (pred(mid)) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+// One thread: top-p, min-p and the pick by u, each a binary search where select_token scans
+// (the running sums only grow, the weights only shrink, so the first hit is the same).
+__global__ void choose_candidate_kernel(const float* sorted_keys, const int32_t* sorted_ids, const double* weights,
+                                        const double* running, int64_t k, double top_p, double min_p, double u,
+                                        const int32_t* bad, int32_t* out) {
+    if (*bad || !isfinite(sorted_keys[0])) {
+        *out = -1;
+        return;
+    }
+    const double total = running[k - 1];
+    int64_t keep = k;
+    if (top_p < 1.0) {
+        const int64_t reached = first_where(0, k, [&](int64_t i) { return running[i] / total >= top_p; });
+        keep = reached < k ? reached + 1 : k;
+    }
+    if (min_p > 0.0) {
+        const double threshold = min_p * (weights[0] / total);
+        keep = first_where(1, keep, [&](int64_t i) { return weights[i] / total < threshold; });
+    }
+    const double kept = running[keep - 1];
+    *out = sorted_ids[first_where(0, keep - 1, [&](int64_t i) { return running[i] / kept >= u; })];
+}
+
 unsigned blocks_for(int64_t count, int threads) { return unsigned((count + threads - 1) / threads); }
 
 }  // namespace
@@ -292,6 +360,79 @@ void softcap(float* x, int64_t count, float cap, cudaStream_t stream) {
 void argmax(const float* x, int64_t n, int32_t* out, cudaStream_t stream) {
     argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(x, n, out);
     ATTNLAB_CUDA_CHECK_LAUNCH("argmax_kernel");
+}
+
+void TokenSelector::reserve(int64_t V) {
+    if (V <= capacity_) return;
+    keys_ = DeviceBuffer<float>(size_t(V));
+    sorted_keys_ = DeviceBuffer<float>(size_t(V));
+    ids_ = DeviceBuffer<int32_t>(size_t(V));
+    sorted_ids_ = DeviceBuffer<int32_t>(size_t(V));
+    weights_ = DeviceBuffer<double>(size_t(V));
+    running_ = DeviceBuffer<double>(size_t(V));
+    seen_ = DeviceBuffer<uint8_t>(size_t(V));
+    if (!bad_.get()) bad_ = DeviceBuffer<int32_t>(1);
+    size_t sort_bytes = 0, scan_bytes = 0;
+    ATTNLAB_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(nullptr, sort_bytes, keys_.get(), sorted_keys_.get(),
+                                                                 ids_.get(), sorted_ids_.get(), int(V)));
+    ATTNLAB_CUDA_CHECK(cub::DeviceScan::InclusiveSum(nullptr, scan_bytes, weights_.get(), running_.get(), int(V)));
+    cub_scratch_ = DeviceBuffer<std::byte>(std::max(sort_bytes, scan_bytes));
+    capacity_ = V;
+    mask_ready_ = false;  // a new mask: the next mark_history clears it
+}
+
+void TokenSelector::mark_history(std::span<const int32_t> history, int64_t V, cudaStream_t stream) {
+    const bool extends = marked_.size() <= history.size() && std::equal(marked_.begin(), marked_.end(), history.begin());
+    if (!mask_ready_ || !extends) {
+        ATTNLAB_CUDA_CHECK(cudaMemsetAsync(seen_.get(), 0, size_t(capacity_), stream));  // all: V may grow
+        marked_.clear();
+        mask_ready_ = true;
+    }
+    const std::span<const int32_t> fresh = history.subspan(marked_.size());
+    if (fresh.empty()) return;
+    if (new_ids_.size() < fresh.size()) new_ids_ = DeviceBuffer<int32_t>(std::max(fresh.size(), size_t(256)));
+    // From pageable memory: the call returns once the ids are staged, so `history` may change.
+    ATTNLAB_CUDA_CHECK(
+        cudaMemcpyAsync(new_ids_.get(), fresh.data(), fresh.size_bytes(), cudaMemcpyHostToDevice, stream));
+    mark_history_kernel<<<blocks_for(int64_t(fresh.size()), 256), 256, 0, stream>>>(new_ids_.get(),
+                                                                                   int64_t(fresh.size()), V, seen_.get());
+    ATTNLAB_CUDA_CHECK_LAUNCH("mark_history_kernel");
+    marked_.insert(marked_.end(), fresh.begin(), fresh.end());
+}
+
+void TokenSelector::pick(const float* logits, int64_t V, const SamplingParams& params,
+                         std::span<const int32_t> history, double u, int32_t* out, cudaStream_t stream) {
+    check_sampling_params(params);
+    if (V <= 0 || V > INT32_MAX)
+        throw InvalidArgument(fmt::format("[cuda] the sampler needs 1 to 2^31-1 logits, got {}", V));
+    const bool penalty = params.repetition_penalty != 1.0;
+    if (params.temperature == 0.0 && !penalty) return argmax(logits, V, out, stream);
+    if (params.temperature != 0.0 && !(u >= 0.0 && u < 1.0))
+        throw InvalidArgument(fmt::format("[sampler] the uniform draw must be in [0, 1), got {}", u));
+    reserve(V);
+    if (penalty) mark_history(history, V, stream);
+    ATTNLAB_CUDA_CHECK(cudaMemsetAsync(bad_.get(), 0, sizeof(int32_t), stream));
+    const unsigned blocks = std::min(blocks_for(V, 256), 1024u);
+    prepare_candidates_kernel<<<blocks, 256, 0, stream>>>(logits, V, penalty ? seen_.get() : nullptr,
+                                                          float(params.repetition_penalty), keys_.get(), ids_.get(),
+                                                          bad_.get());
+    ATTNLAB_CUDA_CHECK_LAUNCH("prepare_candidates_kernel");
+    if (params.temperature == 0.0) return argmax(keys_.get(), V, out, stream);
+
+    size_t scratch_bytes = cub_scratch_.size();
+    ATTNLAB_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(cub_scratch_.get(), scratch_bytes, keys_.get(),
+                                                                 sorted_keys_.get(), ids_.get(), sorted_ids_.get(),
+                                                                 int(V), 0, 32, stream));
+    const int64_t k = params.top_k > 0 ? std::min(params.top_k, V) : V;
+    candidate_weights_kernel<<<std::min(blocks_for(k, 256), 1024u), 256, 0, stream>>>(
+        sorted_keys_.get(), k, params.temperature, weights_.get());
+    ATTNLAB_CUDA_CHECK_LAUNCH("candidate_weights_kernel");
+    scratch_bytes = cub_scratch_.size();
+    ATTNLAB_CUDA_CHECK(
+        cub::DeviceScan::InclusiveSum(cub_scratch_.get(), scratch_bytes, weights_.get(), running_.get(), int(k), stream));
+    choose_candidate_kernel<<<1, 1, 0, stream>>>(sorted_keys_.get(), sorted_ids_.get(), weights_.get(), running_.get(),
+                                                 k, params.top_p, params.min_p, u, bad_.get(), out);
+    ATTNLAB_CUDA_CHECK_LAUNCH("choose_candidate_kernel");
 }
 
 // The two element types of the model (model_forward.cu instantiates nothing else).

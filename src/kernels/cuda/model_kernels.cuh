@@ -1,16 +1,24 @@
 // The decoder's kernels other than matmuls and attention (src/kernels/cuda/model_forward.cu
 // runs them): embedding gather, residual add + norm, the q/k/v epilogue (bias, q/k norm, RoPE,
-// cache write), MLP activations, logit softcap and argmax. The GPU twins of
-// src/kernels/cpu/elementwise.h; activations are f32 and accumulation is f32.
+// cache write), MLP activations, logit softcap, argmax and the sampler's token choice. The GPU
+// twins of src/kernels/cpu/elementwise.h and select_token (src/runtime/generate.cpp);
+// activations are f32 and accumulation is f32 (the sampler's weights: f64, as on the CPU).
 //
 // Element types: `Out`/`Att` is float (the F32 precision) or __nv_bfloat16 (BF16), the dtype of
 // matmul inputs, attention inputs and the KV cache; `Table` is the embedding table's.
 #pragma once
 
+#include "kernels/cuda/cuda_util.cuh"
+
+#include <attnlab/generate.h>
+
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 namespace attnlab::cuda {
 
@@ -87,5 +95,37 @@ void softcap(float* x, int64_t count, float cap, cudaStream_t stream);
 
 // *out = argmax of x (n), the lowest index on ties.
 void argmax(const float* x, int64_t n, int32_t* out, cudaStream_t stream);
+
+// select_token (attnlab/generate.h) on the device for one row of logits: the same rule step by
+// step, so given the same logits, history, params and u it picks the CPU's token. The one
+// difference is the order in which the running sums of the weights are added (a parallel scan
+// here, a loop there): they agree to rounding, so only a u (or top_p) within ~1e-15 of a
+// cumulative boundary could split the two. Holds the device state across calls: the mask of
+// ids in the history (marked incrementally: a history that extends the previous one uploads
+// only its new ids) and scratch for V candidates. One pick at a time per object.
+class TokenSelector {
+public:
+    // Queues the choice on `stream`; *out (a device int32) receives the id, or -1 where
+    // select_token throws (NaN logits, a top logit of ±inf; greedy checks neither, as on the
+    // CPU). `logits` (V) f32 on the device, left unmodified. Temperature 0 without a penalty is
+    // one argmax launch.
+    void pick(const float* logits, int64_t V, const SamplingParams& params, std::span<const int32_t> history, double u,
+              int32_t* out, cudaStream_t stream);
+
+private:
+    void reserve(int64_t V);
+    void mark_history(std::span<const int32_t> history, int64_t V, cudaStream_t stream);
+
+    int64_t capacity_ = 0;                         // V the buffers below hold
+    DeviceBuffer<float> keys_, sorted_keys_;       // (V) penalised logits, then by (key desc, id asc)
+    DeviceBuffer<int32_t> ids_, sorted_ids_;       // (V) 0..V-1, then in the sorted order
+    DeviceBuffer<double> weights_, running_;       // (V) exp((key − top) / temperature), running sums
+    DeviceBuffer<std::byte> cub_scratch_;          // the radix sort's and the scan's temporary storage
+    DeviceBuffer<uint8_t> seen_;                   // (V) 1 where the history holds the id
+    DeviceBuffer<int32_t> bad_;                    // (1) set by a NaN logit
+    DeviceBuffer<int32_t> new_ids_;                // history ids uploaded by one call
+    std::vector<int32_t> marked_;                  // the history seen_ marks (host copy)
+    bool mask_ready_ = false;                      // seen_ holds exactly marked_
+};
 
 }  // namespace attnlab::cuda
