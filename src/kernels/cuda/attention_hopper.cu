@@ -38,12 +38,18 @@
 // max of the warp moved. A/B knobs (environment): ATTNLAB_HOPPER_OVERLAP=0 (no overlap within
 // a warpgroup: 5% slower on dense causal), ATTNLAB_HOPPER_PERSISTENT=0 (one CTA per item: the
 // same on dense causal, window 4% and power 3% slower, document 2% faster);
-// ATTNLAB_CUDA_KERNEL=mma runs the mma.sync kernel.
-// Known loss (SASS, nvcc 13.0): in the overlapped loop ptxas waits for the P·V wgmma
-// (WARPGROUP.DEPBAR.LE gsb0, 0x0) before the first exponential: it hands a register of P,
-// which that wgmma still reads, to a softmax temporary (R153 in the SASS read), so the softmax
-// of tile i does not run under the P·V of tile i-1 as intended. A never-taken store of P after
-// the wait, to keep P's registers allocated, did not move the wait (and ran 1-12% slower).
+// ATTNLAB_HOPPER_SCHEDULE=0 (bf16: the overlapped loop's earlier order, see kDefaultSchedule);
+// ATTNLAB_CUDA_KERNEL=mma runs the mma.sync kernel. Session 6 (same kernel with the schedule
+// below, three machines): dense causal 16k 4.13-4.32 ms (512-534 TFLOP/s), 0.80-0.84× cuDNN
+// in the same call (cuDNN 3.31-3.65 ms between machines); D=64 3.38 ms (326), 0.69× cuDNN.
+// Known loss (SASS, nvcc 13.0, 2026-11-29, both schedules below): at D=128 ptxas puts the wait
+// for the P·V wgmma (WARPGROUP.DEPBAR.LE gsb0, 0x0) right after the wait for S, before the row
+// max, so the softmax of tile i does not overlap the P·V of tile i-1 at all. The consumers use
+// up to R237: O, S and P (160 registers) plus the loop's state leave too few, and P's registers
+// are dead in the PTX once the P·V is issued (hold_registers is an empty asm that ptxas never
+// sees), so ptxas reuses them and waits. At D=64 the wait lands after the max and about half of
+// the exponentials. A never-taken store of P after the wait, to keep P's registers allocated,
+// did not move the wait (and ran 1-12% slower). Next: fewer live registers across the step.
 #include "kernels/cuda/attention_hopper.cuh"
 #include "kernels/cuda/cuda_util.cuh"
 
@@ -136,12 +142,34 @@ __device__ __forceinline__ float tree_reduce(float (&v)[N], Op op) {
     }
 }
 
+// A tile's "masked" flag: known at run time, or at compile time (std::bool_constant).
+__device__ __forceinline__ bool flag_value(bool b) { return b; }
+template <bool B>
+__device__ __forceinline__ bool flag_value(std::bool_constant<B>) {
+    return B;
+}
+
 // Masks keep_bits evaluates column by column (the rest are intervals of keys per row).
 __device__ __forceinline__ bool per_column(const gpu::Mask& m) {
     return m.kind == gpu::MaskKind::Document || m.kind == gpu::MaskKind::Power;
 }
 
-template <typename Elem, int D, bool kOverlap>
+// The overlapped loop's schedule (kOverlap kernels), as bits:
+//   kMaskSplit: a tile's masking is a compile-time choice around its whole step, so no control
+//     flow sits between a wgmma's issue and its wait in the PTX (ptxas 13.0 merges the two
+//     copies back into one with a branch over the masking: alone it measured no faster);
+//   kLateRescale: O is rescaled by a tile's alpha just before the next P·V is issued (as
+//     FlashAttention-3 orders it), not after the previous P·V's wait, so only the sums and P's
+//     packing wait for that P·V.
+// Both (the default) against neither, H200, same calls: dense causal 16k D=128 4.13-4.32 ms
+// against 4.29-4.31 (within the 2-4% spread), D=64 3.34-3.38 ms against 3.67-3.71 (+8-11%),
+// window 16k 0-8% slower, power 1-2% faster. Two P register sets (the loop unrolled by 2, P
+// packed under the P·V) spilled (372 bytes at D=128) and ran 16-19% slower.
+// ATTNLAB_HOPPER_SCHEDULE=0 runs the schedule without either, for bf16 (A/B).
+constexpr int kMaskSplit = 1, kLateRescale = 2;
+constexpr int kDefaultSchedule = kMaskSplit | kLateRescale;
+
+template <typename Elem, int D, bool kOverlap, int kSchedule>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_hopper_kernel(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
                             const __grid_constant__ CUtensorMap tm_v, const AttentionParams p, const gpu::Spec spec,
@@ -402,20 +430,26 @@ __global__ void __launch_bounds__(kThreads, 1)
                 tile_sum[r] = tree_reduce<kN / 16>(v, [](float a, float b) { return a + b; });
             }
         };
-        // Second half (once the previous P·V is done with O and P): rescale O and the sums, and
-        // round P to the input type as A fragments.
-        auto rescale_and_pack = [&] {
+        // Second half (once the previous P·V is done with O and P): the running sums, O rescaled
+        // by alpha, and P rounded to the input type as A fragments.
+        auto update_sums = [&] {
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                l[r] = l[r] * alpha[r] + tile_sum[r];
+            for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + tile_sum[r];
+        };
+        auto rescale_o = [&] {
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
 #pragma unroll
                 for (int nt = 0; nt < D / 8; ++nt) {
                     o[nt][2 * r] *= alpha[r];
                     o[nt][2 * r + 1] *= alpha[r];
                 }
+        };
+        auto pack = [&] {
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
 #pragma unroll
                 for (int nt = 0; nt < kN / 8; ++nt) pf[nt / 2][(nt & 1) * 2 + r] = pack2<Elem>(s[nt][2 * r], s[nt][2 * r + 1]);
-            }
         };
 
         if (wg == 1) turn_end();
@@ -446,7 +480,9 @@ __global__ void __launch_bounds__(kThreads, 1)
                     hold_registers(s);
                     release(&k_empty[stage]);
                     exponentiate(scores(tile, masked));
-                    rescale_and_pack();
+                    update_sums();
+                    rescale_o();
+                    pack();
                     mbar_wait(&v_full[stage], phase);
                     turn_begin();
                     issue_pv(stage);
@@ -470,31 +506,48 @@ __global__ void __launch_bounds__(kThreads, 1)
                 hold_registers(s);
                 release(&k_empty[prev_stage]);
                 exponentiate(scores(tile, masked));
-                rescale_and_pack();
-                for (++it; walk.next(tile, masked); ++it) {
+                update_sums();  // O is still zero: no rescale
+                pack();
+                // One tile: issue S(i) and P·V(i-1), the softmax of i under P·V(i-1), then (P·V done)
+                // the sums, O's rescale and P(i). `masked_c` is a bool, or with kMaskSplit a
+                // std::bool_constant: each masking its own copy of the step, so no branch sits
+                // between a wgmma's issue and its wait (in the PTX: see kMaskSplit).
+                auto step = [&](auto masked_c) __attribute__((always_inline)) {
                     const int stage = it % kStages;
                     const uint32_t phase = (it / kStages) & 1;
-                    mask_bits(tile, masked);
                     mbar_wait(&k_full[stage], phase);
                     mbar_wait(&v_full[prev_stage], prev_phase);
                     turn_begin();
                     issue_s(stage);
+                    if constexpr ((kSchedule & kLateRescale) != 0) rescale_o();  // by the previous tile's alpha
                     issue_pv(prev_stage);
                     turn_end();
                     wgmma_wait<1>();  // S (committed first) is done; P·V may still run
                     hold_registers(s);
                     release(&k_empty[stage]);
-                    exponentiate(scores(tile, masked));
+                    exponentiate(scores(tile, flag_value(masked_c)));
                     wgmma_wait<0>();
                     hold_registers(o);
                     hold_registers(pf);
                     release(&v_empty[prev_stage]);
-                    rescale_and_pack();
+                    update_sums();
+                    if constexpr ((kSchedule & kLateRescale) == 0) rescale_o();
+                    pack();
                     prev_stage = stage;
                     prev_phase = phase;
+                };
+                for (++it; walk.next(tile, masked); ++it) {
+                    mask_bits(tile, masked);
+                    if constexpr ((kSchedule & kMaskSplit) != 0) {
+                        if (masked) step(std::true_type{});
+                        else step(std::false_type{});
+                    } else {
+                        step(masked);
+                    }
                 }
                 mbar_wait(&v_full[prev_stage], prev_phase);
                 turn_begin();
+                if constexpr ((kSchedule & kLateRescale) != 0) rescale_o();
                 issue_pv(prev_stage);
                 turn_end();
                 wgmma_wait<0>();
@@ -556,13 +609,6 @@ bool launch_prefill_hopper(const AttentionParams& p, const gpu::Spec& spec, int6
         !make_tensor_map<Elem, D>(&tm_k, p.k, p.B, p.S, p.Hkv, p.k_stride, p.k_bstride, kN) ||
         !make_tensor_map<Elem, D>(&tm_v, p.v, p.B, p.S, p.Hkv, p.v_stride, p.v_bstride, kN))
         return false;
-    constexpr int kSmem = Smem<D>::kBytes;
-    static const bool configured = [] {
-        for (auto kernel : {attention_hopper_kernel<Elem, D, false>, attention_hopper_kernel<Elem, D, true>})
-            ATTNLAB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-        return true;
-    }();
-    (void)configured;
     // One CTA per multiprocessor (no more fit), or one per item when there are fewer.
     int device = 0, sms = 0;
     ATTNLAB_CUDA_CHECK(cudaGetDevice(&device));
@@ -572,13 +618,29 @@ bool launch_prefill_hopper(const AttentionParams& p, const gpu::Spec& spec, int6
     const char* persistent = std::getenv("ATTNLAB_HOPPER_PERSISTENT");
     const bool one_per_item = persistent && std::string_view(persistent) == "0";
     const dim3 grid(unsigned(one_per_item ? n_items : std::min<int64_t>(n_items, sms)));
+    const auto launch = [&]<bool kOverlap, int kSchedule>() {
+        constexpr int kSmem = Smem<D>::kBytes;
+        auto* kernel = attention_hopper_kernel<Elem, D, kOverlap, kSchedule>;
+        static const bool configured = [&] {
+            ATTNLAB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+            return true;
+        }();
+        (void)configured;
+        kernel<<<grid, kThreads, kSmem, stream>>>(tm_q, tm_k, tm_v, p, spec, int(n_qblocks));
+    };
     // The softmax / P·V overlap within a warpgroup for specs without modifiers (positive scale:
     // the scale folds into the exponentials); ATTNLAB_HOPPER_OVERLAP=0 turns it off (A/B).
     const char* overlap = std::getenv("ATTNLAB_HOPPER_OVERLAP");
-    if (spec.n_mods == 0 && spec.scale > 0.0f && !(overlap && std::string_view(overlap) == "0"))
-        attention_hopper_kernel<Elem, D, true><<<grid, kThreads, kSmem, stream>>>(tm_q, tm_k, tm_v, p, spec, int(n_qblocks));
-    else
-        attention_hopper_kernel<Elem, D, false><<<grid, kThreads, kSmem, stream>>>(tm_q, tm_k, tm_v, p, spec, int(n_qblocks));
+    const char* schedule = std::getenv("ATTNLAB_HOPPER_SCHEDULE");
+    const int chosen = schedule ? std::atoi(schedule) : kDefaultSchedule;
+    if (!(spec.n_mods == 0 && spec.scale > 0.0f && !(overlap && std::string_view(overlap) == "0")))
+        launch.template operator()<false, 0>();
+    else if constexpr (std::is_same_v<Elem, __nv_bfloat16>) {
+        if (chosen == 0) launch.template operator()<true, 0>();
+        else launch.template operator()<true, kDefaultSchedule>();
+    } else {
+        launch.template operator()<true, kDefaultSchedule>();
+    }
     ATTNLAB_CUDA_CHECK_LAUNCH("attention_hopper_kernel");
     return true;
 }
