@@ -39,6 +39,8 @@ for T in 1024 4096 16384; do
   done
 done
 cases+=("causal@8@1@8192@32@8@128" "causal@1@1@65536@32@8@128")
+# Head dim 256 (Gemma-shaped heads: H = 8, Hkv = 4): the mma.sync kernel, prefill and decode.
+cases+=("causal@1@16384@16384@8@4@256" "causal@1@1@32768@8@4@256")
 "$BUILD/cuda_attention_bench" --repeats "$REPEATS" --copy "${cases[@]}" | tee "$OUT/attnlab.jsonl"
 if [ "${NO_MMA:-0}" != 1 ]; then
   # The same cases on the mma.sync prefill kernel (the wgmma kernel is the default on sm_90a).

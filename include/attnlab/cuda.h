@@ -8,14 +8,18 @@
 //   host from them (the mechanisms' own visit()), and the plan uploads what the kernels read.
 // - The whole spec grammar runs: every mask, score modifier, sinks and the softmax, sigmoid and
 //   relu normalizers, head dims 1 ≤ D, Dv ≤ 256, GQA, batches, head ranges. Two kinds of
-//   kernel share the work: the tensor-core kernels take bf16/f16 with D = Dv ∈ {64, 128},
+//   kernel share the work: the tensor-core kernels take bf16/f16 with D = Dv ∈ {64, 128, 256},
 //   softmax, the masks causal, window, streaming, chunked, prefix, document, power, the
 //   modifiers alibi, softcap, decay, temperature, at most one `sinks`, position strides a
 //   multiple of 8 elements and 16-byte aligned pointers (they round P to the input type before
 //   P·V, as every flash-attention kernel does); the general kernel takes everything else (P
 //   stays f32). Pointers must be aligned to their element size.
-// - The `scores`/`pattern`/`stats` outputs and head dims above 256 throw NotSupported ("not on
-//   the GPU yet"); bad calls throw InvalidArgument, CUDA failures throw CudaError. Nothing exits.
+// - AttentionOutputs::stats (AttentionStats) runs, as a second pass over the kept tiles: its
+//   output pointers (mass ... column_sum) are DEVICE pointers, while `keys`, `offsets` and
+//   `segments` are host data the plan uploads (a plan's runs must ask for the same chosen keys,
+//   offsets, segments and bins). Column sums are accumulated in f32 with atomics (no fixed order).
+// - The `scores`/`pattern` outputs and head dims above 256 throw NotSupported ("not on the GPU
+//   yet"); bad calls throw InvalidArgument, CUDA failures throw CudaError. Nothing exits.
 // With ATTNLAB_CUDA=OFF the same declarations exist: cuda_available() is false and the rest
 // throws NotSupported, so callers need no #ifdef.
 #pragma once
@@ -64,6 +68,7 @@ public:
         double kept_flops = 0;                        // all heads, whole kept 64×64 tiles, 2·(D + Dv) per score
         bool decode = false;                          // the split-KV decode kernel runs it
         int64_t splits = 1;                           // key splits of the decode kernel
+        bool general = false;                         // the general kernel runs it (else a tensor-core kernel)
     };
     Stats stats() const;
 

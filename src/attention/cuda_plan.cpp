@@ -97,7 +97,7 @@ void check_call(const AttentionInputs& in, const AttentionOutputs& out) {
                   "[cuda] q, k, v must be f32, bf16 or f16, got {}", dtype_name(in.dtype));
     ATTNLAB_CHECK(!out.scores && !out.pattern, NotSupported,
                   "[cuda] the scores/pattern outputs are not on the GPU yet (use the CPU operator)");
-    ATTNLAB_CHECK(!out.stats, NotSupported, "[cuda] attention statistics are not on the GPU yet (use the CPU operator)");
+    // out.stats: validated by the AttentionCall above (the CPU operator's errors); run on the GPU.
     const uintptr_t elem = uintptr_t(dtype_size(in.dtype));
     ATTNLAB_CHECK(aligned(in.q, elem) && aligned(in.k, elem) && aligned(in.v, elem) && aligned(out.out, 4) &&
                       aligned(out.lse, 4),
@@ -115,14 +115,16 @@ bool tensor_core_layout(const AttentionInputs& in, const AttentionOutputs& out) 
            (in.B == 1 || out.out_batch_stride % 2 == 0) && aligned(out.out, 8);
 }
 
-// The tensor-core kernels (prefill, decode) run bf16/f16, D = Dv ∈ {64, 128}, softmax and the
-// masks and modifiers they were written for; the general kernel runs everything else.
+// The tensor-core kernels (prefill, decode) run bf16/f16, D = Dv ∈ {64, 128, 256}, softmax and
+// the masks and modifiers they were written for; the general kernel runs everything else, and
+// everything when the environment says ATTNLAB_CUDA_KERNEL=general (A/B runs).
 bool tensor_core_kernels_run(const Spec& g, const AttentionInputs& in, const AttentionOutputs& out) {
+    if (const char* choice = std::getenv("ATTNLAB_CUDA_KERNEL"); choice && std::string_view(choice) == "general") return false;
     const bool masks = std::all_of(g.masks, g.masks + g.n_masks, [](const Mask& m) {
         return m.kind != MaskKind::Segment && m.kind != MaskKind::Radial && m.kind != MaskKind::RadialBlocks;
     });
     const bool mods = std::all_of(g.mods, g.mods + g.n_mods, [](const Mod& m) { return m.kind != ModKind::Boost; });
-    return (in.dtype == DType::BF16 || in.dtype == DType::F16) && in.D == in.Dv && (in.D == 64 || in.D == 128) &&
+    return (in.dtype == DType::BF16 || in.dtype == DType::F16) && in.D == in.Dv && (in.D == 64 || in.D == 128 || in.D == 256) &&
            g.normalizer == NormKind::Softmax && g.has_sinks <= 1 && masks && mods && tensor_core_layout(in, out);
 }
 

@@ -82,7 +82,7 @@ struct HostPlan {
     std::vector<uint8_t> keep_tables;  // radial_blocks: (query cells, key cells) 0/1 per mask, concatenated
     int64_t kept_blocks = 0, partial_blocks = 0;
     // The general kernel (attention_general.cu) runs the call: f32 inputs, head dims other than
-    // D = Dv ∈ {64, 128}, mechanisms or normalizers the tensor-core kernels lack, or layouts
+    // D = Dv ∈ {64, 128, 256}, mechanisms or normalizers the tensor-core kernels lack, or layouts
     // they cannot load with 16-byte copies.
     bool general = false;
     bool decode = false;  // tensor-core path with few query rows per kv head: the split-KV decode kernel

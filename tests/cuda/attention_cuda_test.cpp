@@ -1,7 +1,7 @@
 // The GPU attention operator against the float64 reference (attention_reference): every
 // mechanism of the registry alone and after `causal`, combinations, odd sizes, decode, chunks,
 // GQA 1/2/4/8, fully masked rows, batch 2, head ranges; the tensor-core kernels (bf16/f16,
-// D = Dv ∈ {64, 128}) and the general kernel (f32, any D and Dv, every mechanism and
+// D = Dv ∈ {64, 128, 256}) and the general kernel (f32, any D and Dv, every mechanism and
 // normalizer). Needs a GPU: built only with ATTNLAB_CUDA_TESTS=ON (docs/cuda.md).
 //
 // Tolerance: for f32 inputs the max abs error of out is at most 1e-5 of max|out| (the CPU
@@ -236,6 +236,7 @@ struct Case {
     std::string spec;
     Shape shape;
     DType dtype;
+    bool tensor_core = false;  // the plan must choose a tensor-core kernel (not the general one)
 };
 
 class GpuAttention : public ::testing::TestWithParam<Case> {};
@@ -245,9 +246,18 @@ TEST_P(GpuAttention, MatchesReferenceWithinTheTolerance) {
     const AttentionSpec spec = c.spec.empty() ? AttentionSpec{} : AttentionSpec::parse(c.spec);
     const Problem p(c.shape, c.dtype, uint32_t(std::hash<std::string>{}(c.spec + describe(c.shape))));
     const Shape& s = p.s;
+    const std::string where = fmt::format("spec \"{}\" {} {}", c.spec, describe(s), dtype_name(c.dtype));
     DeviceProblem dev(p);
     const AttentionOutputs dout = AttentionOutputs::contiguous(dev.out.get(), dev.lse.get(), s.T, s.H, s.Dv);
-    attention_cuda(spec, dev.inputs(p), dout);
+    // attention_cuda() is this plan, one run and a synchronize; the plan also says which kernel ran.
+    const CudaAttentionPlan plan(spec, dev.inputs(p), dout);
+    const CudaAttentionPlan::Stats kernel = plan.stats();
+    if (c.tensor_core) {
+        ASSERT_FALSE(kernel.general) << "the general kernel runs " << where;
+        EXPECT_EQ(kernel.decode, s.T * (s.H / s.Hkv) <= 16) << where;
+    }
+    plan.run(dev.inputs(p), dout);
+    ATTNLAB_CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<float> out(dev.out.size()), lse(dev.lse.size());
     ATTNLAB_CUDA_CHECK(cudaMemcpy(out.data(), dev.out.get(), out.size() * 4, cudaMemcpyDeviceToHost));
     ATTNLAB_CUDA_CHECK(cudaMemcpy(lse.data(), dev.lse.get(), lse.size() * 4, cudaMemcpyDeviceToHost));
@@ -258,7 +268,7 @@ TEST_P(GpuAttention, MatchesReferenceWithinTheTolerance) {
     attention_reference(spec, hin, AttentionOutputs::contiguous(ref_out.data(), ref_lse.data(), s.T, s.H, s.Dv));
 
     const Errors gpu = compare(out, lse, ref_out, ref_lse, s, /*untouched_outside=*/true);
-    const std::string where = fmt::format("spec \"{}\" {} {}", c.spec, describe(s), dtype_name(c.dtype));
+    const char* kernel_name = kernel.general ? "general" : kernel.decode ? "decode" : "prefill";
     EXPECT_TRUE(gpu.ok) << gpu.why << ", " << where;
     if (c.dtype == DType::F32) {
         EXPECT_LE(gpu.out, 1e-5 * gpu.max_out) << "out, " << where << " (max |out| " << gpu.max_out << ")";
@@ -275,8 +285,8 @@ TEST_P(GpuAttention, MatchesReferenceWithinTheTolerance) {
     EXPECT_LE(gpu.out, out_bound) << "out, " << where << " (naive " << naive.out << ")";
     EXPECT_LE(gpu.lse, lse_bound) << "lse, " << where << " (naive " << naive.lse << ")";
     // One line per case for the device log: how close to the bound each case runs.
-    std::printf("[cuda-check] %-64s %-80s %s out %.2e (naive %.2e, %.2fx) lse %.2e (naive %.2e)\n", c.spec.c_str(),
-                describe(s).c_str(), std::string(dtype_name(c.dtype)).c_str(), gpu.out, naive.out,
+    std::printf("[cuda-check] %-64s %-80s %s %-7s out %.2e (naive %.2e, %.2fx) lse %.2e (naive %.2e)\n", c.spec.c_str(),
+                describe(s).c_str(), std::string(dtype_name(c.dtype)).c_str(), kernel_name, gpu.out, naive.out,
                 naive.out > 0 ? gpu.out / naive.out : 0.0, gpu.lse, naive.lse);
 }
 
@@ -354,6 +364,53 @@ void append_general_cases(std::vector<Case>& cases) {
     for (const char* spec : {"causal", "causal+window(size=3000)+sigmoid"}) cases.push_back({spec, {1, 1, 5000, 8, 8, 64}, DType::F32});
 }
 
+// Head dim 256 on the tensor-core kernels (the mma.sync prefill kernel with Q in shared memory
+// and single-buffered K/V tiles, or ATTNLAB_PREFILL_D256=32x2's 32-key stages; the split-KV
+// decode kernel): the mechanisms they run, odd sizes, GQA 1/2/4/8,
+// batch 2, head ranges, fully masked rows, decode over one key, a few keys and a long KV cache.
+void append_head_dim_256_cases(std::vector<Case>& cases) {
+    const std::vector<std::string> specs = {
+        "",
+        "causal",
+        "window(size=37)",
+        "causal+window(size=100)",
+        "causal+streaming(sink=4,window=50)",
+        "prefix(len=70)",
+        "causal+document",
+        "causal+power(block=16,window=2,sink=1)",
+        "causal+alibi",
+        "causal+softcap(cap=20)",
+        "sinks",
+        "causal+window(size=64)+softcap(cap=30)+sinks",
+        "chunked(size=64)+causal+decay(gamma=0.95)+temperature(t=0.7)",
+    };
+    const std::vector<Shape> prefill = {
+        {1, 200, 200, 4, 2, 256},              // odd T = S, GQA 2
+        {1, 77, 333, 8, 1, 256},               // chunk T < S, GQA 8
+        {2, 130, 130, 2, 2, 256},              // batch 2, GQA 1
+        {1, 70, 100, 8, 4, 256, -1, 0, 2, 7},  // head range across kv groups
+    };
+    const std::vector<Shape> decode = {
+        {1, 1, 1, 8, 2, 256},                  // one key
+        {1, 1, 77, 8, 2, 256},                 // two tiles, the second partial
+        {1, 1, 5000, 8, 2, 256},               // a KV cache: many key splits
+        {2, 1, 777, 8, 4, 256, -1, 0, 1, 6},   // batch 2, head range
+        {1, 3, 300, 4, 4, 256},                // a few queries, GQA 1
+    };
+    for (const std::string& spec : specs) {
+        for (const Shape& shape : prefill) cases.push_back({spec, shape, DType::BF16, true});
+        for (const Shape& shape : decode) cases.push_back({spec, shape, DType::BF16, true});
+        cases.push_back({spec, prefill[0], DType::F16, true});
+        cases.push_back({spec, decode[2], DType::F16, true});
+    }
+    // Fully masked rows (queries past the keys, a window of 2), prefill and decode.
+    for (const char* spec : {"window(size=2)", "window(size=2)+sinks"}) {
+        cases.push_back({spec, {1, 10, 100, 4, 2, 256, 97}, DType::BF16, true});
+        cases.push_back({spec, {1, 10, 100, 4, 2, 256, 97}, DType::F16, true});
+        cases.push_back({spec, {1, 2, 100, 4, 2, 256, 150}, DType::BF16, true});
+    }
+}
+
 std::vector<Case> all_cases() {
     const std::vector<std::string> specs = {
         "",  // plain bidirectional softmax
@@ -396,16 +453,17 @@ std::vector<Case> all_cases() {
     };
     std::vector<Case> cases;
     for (const std::string& spec : specs) {
-        for (const Shape& shape : shapes) cases.push_back({spec, shape, DType::BF16});
-        cases.push_back({spec, shapes[0], DType::F16});
-        cases.push_back({spec, shapes[2], DType::F16});
+        for (const Shape& shape : shapes) cases.push_back({spec, shape, DType::BF16, true});
+        cases.push_back({spec, shapes[0], DType::F16, true});
+        cases.push_back({spec, shapes[2], DType::F16, true});
     }
     // Fully masked rows: queries past the keys see none of them through a window of 2.
     for (const char* spec : {"window(size=2)", "window(size=2)+sinks", "causal+window(size=2)+alibi"}) {
-        cases.push_back({spec, {1, 10, 100, 4, 2, 128, 97}, DType::BF16});
-        cases.push_back({spec, {1, 70, 100, 4, 1, 64, 60}, DType::BF16});
-        cases.push_back({spec, {1, 2, 100, 4, 2, 64, 150}, DType::F16});
+        cases.push_back({spec, {1, 10, 100, 4, 2, 128, 97}, DType::BF16, true});
+        cases.push_back({spec, {1, 70, 100, 4, 1, 64, 60}, DType::BF16, true});
+        cases.push_back({spec, {1, 2, 100, 4, 2, 64, 150}, DType::F16, true});
     }
+    append_head_dim_256_cases(cases);
     append_general_cases(cases);
     return cases;
 }
@@ -418,14 +476,11 @@ TEST(GpuAttentionErrors, OnlyTheMaterialisingOutputsAreNotOnTheGpu) {
     DeviceProblem dev(p);
     const AttentionInputs in = dev.inputs(p);
     const AttentionOutputs out = AttentionOutputs::contiguous(dev.out.get(), dev.lse.get(), 8, 2, 64);
-    AttentionStats stats;
-    std::vector<float> mass(16);
-    stats.mass = mass.data();
-    for (int which = 0; which < 3; ++which) {
+    // (The statistics run on the GPU: attention_stats_cuda_test.cpp.)
+    for (int which = 0; which < 2; ++which) {
         AttentionOutputs o = out;
         if (which == 0) o.scores = dev.out.get();
         if (which == 1) o.pattern = dev.out.get();
-        if (which == 2) o.stats = &stats;
         try {
             attention_cuda(AttentionSpec::parse("causal"), in, o);
             ADD_FAILURE() << "output " << which << " ran";

@@ -25,6 +25,7 @@ struct CudaAttentionPlan::Impl {
     cuda::DeviceBuffer<float> sinks, ws_out, ws_lse;
     cuda::DeviceBuffer<uint8_t> keep_tables;
     int32_t splits = 1;
+    std::shared_ptr<cuda::StatsDevice> stats;  // AttentionStats asked for at planning (attention_stats.cu)
 };
 
 namespace {
@@ -36,6 +37,20 @@ cuda::DeviceBuffer<T> upload(const std::vector<T>& host) {
     return buf;
 }
 
+// Calls fn.template operator()<Elem, D>() for the tensor-core kernels' input type (bf16 or
+// f16) and head dim (64, 128 or 256): the one place the run-time choice becomes template
+// arguments.
+template <typename Fn>
+void with_tensor_core_types(DType dtype, int64_t D, Fn&& fn) {
+    const auto by_dim = [&]<typename Elem>() {
+        if (D == 64) fn.template operator()<Elem, 64>();
+        else if (D == 128) fn.template operator()<Elem, 128>();
+        else fn.template operator()<Elem, 256>();
+    };
+    if (dtype == DType::BF16) by_dim.template operator()<__nv_bfloat16>();
+    else by_dim.template operator()<__half>();
+}
+
 // Key splits for decode: as many CTAs as fit on the GPU at once, at least one kept block
 // each. One full wave matters: at S = 64k, 49 splits (one wave) ran in 0.091 ms where 66
 // splits (1.33 waves) took 0.130 ms.
@@ -43,9 +58,8 @@ int32_t decode_splits(const gpu::HostPlan& h, DType dtype, int64_t ctas_per_spli
     int device = 0, sms = 0;
     ATTNLAB_CUDA_CHECK(cudaGetDevice(&device));
     ATTNLAB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    const bool bf16 = dtype == DType::BF16;
-    const int per_sm = h.D == 64 ? (bf16 ? cuda::decode_ctas_per_sm<__nv_bfloat16, 64>() : cuda::decode_ctas_per_sm<__half, 64>())
-                                 : (bf16 ? cuda::decode_ctas_per_sm<__nv_bfloat16, 128>() : cuda::decode_ctas_per_sm<__half, 128>());
+    int per_sm = 0;
+    with_tensor_core_types(dtype, h.D, [&]<typename Elem, int D>() { per_sm = cuda::decode_ctas_per_sm<Elem, D>(); });
     const int64_t kept = h.offsets[1] - h.offsets[0];
     const int64_t want = int64_t(std::max(per_sm, 1)) * sms / ctas_per_split;
     return int32_t(std::clamp<int64_t>(want, 1, std::max<int64_t>(kept, 1)));
@@ -65,6 +79,7 @@ CudaAttentionPlan::CudaAttentionPlan(const AttentionSpec& spec, const AttentionI
     m.segments = upload(m.host.segments);
     m.sinks = upload(m.host.sinks);
     m.keep_tables = upload(m.host.keep_tables);
+    if (out.stats) m.stats = cuda::make_stats_device(m.host, *out.stats);
     if (m.host.decode && m.host.T > 0) {
         const int64_t group = m.host.H / m.host.Hkv;
         const int64_t kv_heads = (m.host.head_end - 1) / group - m.host.head_begin / group + 1;
@@ -81,7 +96,7 @@ CudaAttentionPlan& CudaAttentionPlan::operator=(CudaAttentionPlan&&) noexcept = 
 
 CudaAttentionPlan::Stats CudaAttentionPlan::stats() const {
     const gpu::HostPlan& h = impl_->host;
-    return {h.n_qblocks, h.n_kblocks, h.kept_blocks, h.partial_blocks, h.kept_flops(), h.decode, impl_->splits};
+    return {h.n_qblocks, h.n_kblocks, h.kept_blocks, h.partial_blocks, h.kept_flops(), h.decode, impl_->splits, h.general};
 }
 
 void CudaAttentionPlan::run(const AttentionInputs& in, const AttentionOutputs& out, CUstream_st* stream) const {
@@ -108,6 +123,10 @@ void CudaAttentionPlan::run(const AttentionInputs& in, const AttentionOutputs& o
     p.ws_out = m.ws_out.get(), p.ws_lse = m.ws_lse.get();
     p.keep_tables = h.keep_tables.empty() ? nullptr : m.keep_tables.get();
     p.D = int32_t(h.D), p.Dv = int32_t(h.Dv);
+    if (out.stats) {  // the statistics pass reads every row's lse
+        ATTNLAB_CHECK(m.stats, InvalidArgument, "[cuda] run(): statistics asked for, but the plan was built without them");
+        if (!p.lse) p.lse = cuda::stats_lse_workspace(*m.stats);
+    }
 
     const bool bf16 = m.dtype == DType::BF16;
     const cudaStream_t s = stream;
@@ -117,14 +136,19 @@ void CudaAttentionPlan::run(const AttentionInputs& in, const AttentionOutputs& o
         else if (bf16) cuda::launch_general<__nv_bfloat16>(p, h.spec, n, s);
         else cuda::launch_general<__half>(p, h.spec, n, s);
     } else if (h.decode) {
-        if (bf16) h.D == 64 ? cuda::launch_decode<__nv_bfloat16, 64>(p, h.spec, s) : cuda::launch_decode<__nv_bfloat16, 128>(p, h.spec, s);
-        else h.D == 64 ? cuda::launch_decode<__half, 64>(p, h.spec, s) : cuda::launch_decode<__half, 128>(p, h.spec, s);
+        with_tensor_core_types(m.dtype, h.D, [&]<typename Elem, int D>() { cuda::launch_decode<Elem, D>(p, h.spec, s); });
     } else {
-        const int64_t n = h.n_qblocks;
-        // The wgmma kernel (attention_hopper.cu) unless ATTNLAB_CUDA_KERNEL=mma or the layout
-        // does not suit its copy engine; then the mma.sync kernel.
-        if (bf16) h.D == 64 ? cuda::launch_prefill_dispatch<__nv_bfloat16, 64>(p, h.spec, n, s) : cuda::launch_prefill_dispatch<__nv_bfloat16, 128>(p, h.spec, n, s);
-        else h.D == 64 ? cuda::launch_prefill_dispatch<__half, 64>(p, h.spec, n, s) : cuda::launch_prefill_dispatch<__half, 128>(p, h.spec, n, s);
+        // D ∈ {64, 128}: the wgmma kernel (attention_hopper.cu) unless ATTNLAB_CUDA_KERNEL=mma or
+        // the layout does not suit its copy engine; then, and for D = 256, the mma.sync kernel.
+        with_tensor_core_types(m.dtype, h.D, [&]<typename Elem, int D>() {
+            if constexpr (D == 256) cuda::launch_prefill<Elem, D>(p, h.spec, h.n_qblocks, s);
+            else cuda::launch_prefill_dispatch<Elem, D>(p, h.spec, h.n_qblocks, s);
+        });
+    }
+    if (out.stats) {
+        if (m.dtype == DType::F32) cuda::launch_stats<float>(*m.stats, p, h.spec, h.n_qblocks, *out.stats, s);
+        else if (bf16) cuda::launch_stats<__nv_bfloat16>(*m.stats, p, h.spec, h.n_qblocks, *out.stats, s);
+        else cuda::launch_stats<__half>(*m.stats, p, h.spec, h.n_qblocks, *out.stats, s);
     }
 }
 

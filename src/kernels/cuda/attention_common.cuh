@@ -10,7 +10,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <type_traits>
+
+namespace attnlab {
+struct AttentionStats;
+}
 
 namespace attnlab::cuda {
 
@@ -42,8 +47,8 @@ struct AttentionParams {
     float* ws_lse = nullptr;  // (splits, B, T, H): its log2-sum-exp (-inf: nothing kept)
 };
 
-// Host launchers, one per (input type, head dim); defined in attention_prefill.cu and
-// attention_decode.cu. `Elem` is __nv_bfloat16 or __half.
+// Host launchers, one per (input type, head dim D ∈ {64, 128, 256}); defined in
+// attention_prefill.cu and attention_decode.cu. `Elem` is __nv_bfloat16 or __half.
 template <typename Elem, int D>
 void launch_prefill(const AttentionParams& p, const gpu::Spec& spec, int64_t n_qblocks, cudaStream_t stream);
 template <typename Elem, int D>
@@ -55,6 +60,15 @@ int decode_ctas_per_sm();
 // `Elem` is float, __nv_bfloat16 or __half.
 template <typename Elem>
 void launch_general(const AttentionParams& p, const gpu::Spec& spec, int64_t n_qblocks, cudaStream_t stream);
+// The statistics pass (attention_stats.cu), after one of the kernels above has written p.lse:
+// the plan's device copy of an AttentionStats' chosen keys, offsets and segments with its
+// workspaces (an lse buffer for callers that pass none: stats_lse_workspace), and the launch.
+struct StatsDevice;
+std::shared_ptr<StatsDevice> make_stats_device(const gpu::HostPlan& plan, const AttentionStats& stats);
+float* stats_lse_workspace(const StatsDevice& dev);
+template <typename Elem>
+void launch_stats(const StatsDevice& dev, const AttentionParams& p, const gpu::Spec& spec, int64_t n_qblocks,
+                  const AttentionStats& stats, cudaStream_t stream);
 
 // ---- mechanisms, per element ------------------------------------------------------------
 
@@ -297,6 +311,14 @@ __device__ __forceinline__ void load_tile(Elem* tile, const Elem* base, int row0
         const Elem* src = valid ? base + int64_t(row0 + r) * stride + c * 8 : base;
         cp_async16(tile + swz<D>(r, c * 8), src, valid);
     }
+}
+
+// The mma.sync A fragment of k-step `ks` (dims ks·16 .. ks·16 + 15) for the 16 rows from `row0`
+// of a swizzled [rows][D] Q tile.
+template <typename Elem, int D>
+__device__ __forceinline__ void load_q_fragment(uint32_t (&frag)[4], const Elem* sQ, int row0, int ks, int lane) {
+    const int mi = lane / 8, r = lane % 8;
+    ldmatrix_x4(frag, sQ + swz<D>(row0 + r + (mi & 1) * 8, ks * 16 + (mi >> 1) * 8));
 }
 
 }  // namespace attnlab::cuda

@@ -2,7 +2,9 @@
 // chunks (split-KV) so the whole GPU streams K and V once, then a merge kernel.
 //
 // One CTA = 4 warps = one kv head, all the query rows of its GQA group — the (t, h) pairs, at
-// most 16, packed into one 16-row MMA tile — and one split of its kept key blocks. K and V
+// most 16, packed into one 16-row MMA tile — and one split of its kept key blocks. The Q tile's
+// fragments sit in registers for D <= 128; at D = 256 the O accumulator takes 128 registers per
+// thread, so Q stays in shared memory and is read per k-step. K and V
 // tiles of 64 keys are double-buffered through cp.async as in the prefill kernel; each warp
 // takes 16 keys of every tile with mma.sync (QKᵀ: 16 rows × 16 keys, PV: 16 rows × D) and keeps
 // its own online softmax state, so the arithmetic per byte of K/V is a few tensor-core
@@ -23,6 +25,8 @@ constexpr int kRows = 16;          // packed (t, h) query rows per CTA
 constexpr int kN = gpu::kBlockN;   // keys per tile
 constexpr int kKeysPerWarp = kN / kWarps;
 static_assert(kKeysPerWarp == 16, "one 16-key MMA k-step of P·V per warp and tile");
+template <int D>
+constexpr bool kDecodeQInRegisters = D <= 128;
 
 template <typename Elem, int D>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const AttentionParams p, const gpu::Spec spec) {
@@ -68,11 +72,10 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const Attent
     cp_async_commit();
     cp_async_wait<2>();
     __syncthreads();
-    uint32_t qf[D / 16][4];
+    uint32_t qf[kDecodeQInRegisters<D> ? D / 16 : 1][4];
+    if constexpr (kDecodeQInRegisters<D>) {
 #pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-        const int mi = lane / 8, r = lane % 8;
-        ldmatrix_x4(qf[ks], sQ + swz<D>(r + (mi & 1) * 8, ks * 16 + (mi >> 1) * 8));
+        for (int ks = 0; ks < D / 16; ++ks) load_q_fragment<Elem, D>(qf[ks], sQ, 0, ks, lane);
     }
 
     float o[D / 8][4] = {};
@@ -94,12 +97,22 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const Attent
         float s[2][4] = {};
 #pragma unroll
         for (int kk = 0; kk < D / 32; ++kk) {
+            uint32_t qa[2][4];  // A fragments of k-steps 2kk and 2kk + 1
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                if constexpr (kDecodeQInRegisters<D>) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) qa[half][i] = qf[2 * kk + half][i];
+                } else {
+                    load_q_fragment<Elem, D>(qa[half], sQ, 0, 2 * kk + half, lane);
+                }
+            }
 #pragma unroll
             for (int nt = 0; nt < 2; ++nt) {
                 uint32_t bf[4];
                 ldmatrix_x4(bf, tK + swz<D>(key0 + nt * 8 + lane % 8, kk * 32 + (lane / 8) * 8));
-                mma16816<Elem>(s[nt], qf[2 * kk], bf[0], bf[1]);
-                mma16816<Elem>(s[nt], qf[2 * kk + 1], bf[2], bf[3]);
+                mma16816<Elem>(s[nt], qa[0], bf[0], bf[1]);
+                mma16816<Elem>(s[nt], qa[1], bf[2], bf[3]);
             }
         }
         if (spec.n_mods == 0 && !partial) {
@@ -268,11 +281,15 @@ void launch_decode(const AttentionParams& p, const gpu::Spec& spec, cudaStream_t
 
 template void launch_decode<__nv_bfloat16, 64>(const AttentionParams&, const gpu::Spec&, cudaStream_t);
 template void launch_decode<__nv_bfloat16, 128>(const AttentionParams&, const gpu::Spec&, cudaStream_t);
+template void launch_decode<__nv_bfloat16, 256>(const AttentionParams&, const gpu::Spec&, cudaStream_t);
 template void launch_decode<__half, 64>(const AttentionParams&, const gpu::Spec&, cudaStream_t);
 template void launch_decode<__half, 128>(const AttentionParams&, const gpu::Spec&, cudaStream_t);
+template void launch_decode<__half, 256>(const AttentionParams&, const gpu::Spec&, cudaStream_t);
 template int decode_ctas_per_sm<__nv_bfloat16, 64>();
 template int decode_ctas_per_sm<__nv_bfloat16, 128>();
+template int decode_ctas_per_sm<__nv_bfloat16, 256>();
 template int decode_ctas_per_sm<__half, 64>();
 template int decode_ctas_per_sm<__half, 128>();
+template int decode_ctas_per_sm<__half, 256>();
 
 }  // namespace attnlab::cuda

@@ -23,7 +23,7 @@
 // (exact lse, sinks join the denominator at the end); sigmoid sums σ(s + b)·v and relu
 // relu(s)·v with no running max, relu dividing by the row's kept count at the end; lse is
 // log Σ p for both. A row that keeps no key writes out = 0 and lse = -inf.
-#include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/attention_general.cuh"
 #include "kernels/cuda/cuda_util.cuh"
 
 #include <algorithm>
@@ -32,60 +32,17 @@ namespace attnlab::cuda {
 
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr int kN = gpu::kBlockN;  // keys per tile
-constexpr int kMaxDim = gpu::kMaxHeadDim;
-constexpr int kMaxDimChunks = kMaxDim / 32;  // value dims per lane at Dv = 256
-
-template <typename Elem>
-__device__ __forceinline__ float to_float(Elem x) {
-    if constexpr (std::is_same_v<Elem, float>) return x;
-    else if constexpr (std::is_same_v<Elem, __nv_bfloat16>) return __bfloat162float(x);
-    else return __half2float(x);
-}
-
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
-    return x;
-}
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, off));
-    return x;
-}
-
-// Odd K row stride in shared memory: 32 lanes reading 32 keys at one dim hit 32 banks.
-__host__ __device__ constexpr int k_row_stride(int D) { return D | 1; }
+using namespace general;
 
 // Shared memory of a CTA with R rows per warp: Q rows, the K and V tiles (f32), the warps' P.
 __host__ __device__ constexpr size_t general_smem_bytes(int D, int Dv, int R) {
     return sizeof(float) * (size_t(kWarps) * R * D + size_t(kN) * k_row_stride(D) + size_t(kN) * Dv + size_t(kWarps) * R * kN);
 }
 
-__device__ __forceinline__ bool keep_all(const gpu::Spec& spec, int i, int j, const int32_t* seg, const uint8_t* tables) {
-    for (int k = 0; k < spec.n_masks; ++k)
-        if (!keep_one(spec.masks[k], i, j, seg, tables)) return false;
-    return true;
-}
-
-// Rows of f32 copies of `rows` rows of a (rows, dims) matrix with `stride` elements per row,
-// starting at row `row0`, into shared memory with `dst_stride` floats per row; rows >= limit
-// are zeros (keys past the end: their V must be 0, never NaN·0).
-template <typename Elem>
-__device__ __forceinline__ void load_rows(float* dst, int dst_stride, const Elem* base, int64_t stride, int row0,
-                                          int rows, int limit, int dims) {
-    for (int idx = threadIdx.x; idx < rows * dims; idx += kThreads) {
-        const int r = idx / dims, d = idx - r * dims;
-        dst[r * dst_stride + d] = row0 + r < limit ? to_float(base[int64_t(row0 + r) * stride + d]) : 0.0f;
-    }
-}
-
 template <typename Elem, int R>
 __global__ void __launch_bounds__(kThreads) attention_general_kernel(const AttentionParams p, const gpu::Spec spec,
                                                                      int chunks) {
-    extern __shared__ float smem[];
+    extern __shared__ __align__(16) float smem[];  // sQ first: float4 reads of its rows
     const int D = p.D, Dv = p.Dv, ks = k_row_stride(D);
     constexpr int kRows = kWarps * R;  // query rows per CTA
     float* sQ = smem;               // [kRows][D]
@@ -94,28 +51,20 @@ __global__ void __launch_bounds__(kThreads) attention_general_kernel(const Atten
     float* sP = sV + kN * Dv;       // [kWarps][R][kN]
 
     const int qb = p.order[blockIdx.x];
-    const int chunk = int(blockIdx.y) % chunks;
-    const int hk = p.head_begin / p.group + int(blockIdx.y) / chunks;
     const int b = blockIdx.z;
-    const int h_first = max(hk * p.group, p.head_begin), h_last = min(hk * p.group + p.group, p.head_end);
-    const int n_h = h_last - h_first;
-    const int t0 = qb * gpu::kBlockM, n_t = min(gpu::kBlockM, p.T - t0);
-    const int row0 = chunk * kRows, n_rows = min(kRows, n_t * n_h - row0);
+    const CtaRows rows(p, qb, int(blockIdx.y) % chunks, int(blockIdx.y) / chunks, kRows);
+    const int n_rows = rows.n_rows;
     if (n_rows <= 0) return;  // the last chunks of a short block or a small group (whole CTA)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int my_first = warp * R;
     const bool active = my_first < n_rows;  // warp-uniform
-    // Row r of the CTA -> (t, h); a warp's rows past n_rows repeat the last row and are not written.
-    auto row_t = [&](int r) { return t0 + (row0 + min(r, n_rows - 1)) / n_h; };
-    auto row_h = [&](int r) { return h_first + (row0 + min(r, n_rows - 1)) % n_h; };
+    auto row_t = [&](int r) { return rows.row_t(r); };
+    auto row_h = [&](int r) { return rows.row_h(r); };
 
-    const Elem* q = static_cast<const Elem*>(p.q) + b * p.q_bstride;
+    const int hk = rows.hk;
     const Elem* k = static_cast<const Elem*>(p.k) + b * p.k_bstride + int64_t(hk) * D;
     const Elem* v = static_cast<const Elem*>(p.v) + b * p.v_bstride + int64_t(hk) * Dv;
-    for (int idx = threadIdx.x; idx < n_rows * D; idx += kThreads) {
-        const int r = idx / D, d = idx - r * D;
-        sQ[r * D + d] = to_float(q[int64_t(row_t(r)) * p.q_stride + int64_t(row_h(r)) * D + d]);
-    }
+    load_query_rows<Elem>(sQ, p, b, rows);
 
     // This lane's value dims: W lanes (a power of two >= Dv, at most 32) per key group, 32/W
     // key groups; dims d = lane_d + c·W for c < n_chunks.
@@ -149,21 +98,7 @@ __global__ void __launch_bounds__(kThreads) attention_general_kernel(const Atten
 
         // Scores of keys lane and lane + 32 for each row.
         float s[R][2];
-#pragma unroll
-        for (int r = 0; r < R; ++r) s[r][0] = s[r][1] = 0.0f;
-        const float* k0 = sK + lane * ks;
-        const float* k1 = sK + (lane + 32) * ks;
-        const float* qr[R];
-#pragma unroll
-        for (int r = 0; r < R; ++r) qr[r] = sQ + min(my_first + r, n_rows - 1) * D;
-        for (int d = 0; d < D; ++d) {
-            const float a = k0[d], c = k1[d];
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                s[r][0] = fmaf(qr[r][d], a, s[r][0]);
-                s[r][1] = fmaf(qr[r][d], c, s[r][1]);
-            }
-        }
+        tile_dots<R>(s, sQ, sK, D, ks, lane, my_first, n_rows);
 
         // Modifiers, masks, the normalizer's step; P to shared memory.
 #pragma unroll
@@ -173,9 +108,7 @@ __global__ void __launch_bounds__(kThreads) attention_general_kernel(const Atten
 #pragma unroll
             for (int c = 0; c < 2; ++c) {
                 const int j = kb * kN + lane + 32 * c;
-                keep[c] = !partial || (j < p.S && keep_all(spec, pos[r], j, p.segments, p.keep_tables));
-                x[c] = s[r][c] * spec.scale;
-                if (spec.n_mods && keep[c]) x[c] = apply_mods(spec, x[c], pos[r], j, slope[r], p.segments);
+                x[c] = final_score(p, spec, s[r][c], partial, pos[r], j, slope[r], &keep[c]);
                 kept[r] += keep[c];
             }
             float pr[2];
@@ -281,10 +214,7 @@ void launch_general(const AttentionParams& p, const gpu::Spec& spec, int64_t n_q
                   "[cuda] head dims D={} Dv={}: the GPU runs 1..{}", p.D, p.Dv, kMaxDim);
     const int kv_first = p.head_begin / p.group, kv_last = (p.head_end - 1) / p.group;
     const int n_kv = kv_last - kv_first + 1;
-    // Rows of a (query block, kv head): its queries × the group's heads in the range.
-    const int64_t rows = int64_t(std::min<int64_t>(gpu::kBlockM, p.T)) * std::min(p.group, p.head_end - p.head_begin);
-    const int R = rows <= kWarps ? 1 : rows <= 2 * kWarps ? 2 : 4;
-    const int chunks = int((rows + kWarps * R - 1) / (kWarps * R));
+    const auto [R, chunks] = row_split(p);
     ATTNLAB_CHECK(int64_t(n_kv) * chunks <= 65535 && n_qblocks < (int64_t(1) << 31), NotSupported,
                   "[cuda] {} kv heads × {} row chunks exceed the general kernel's grid", n_kv, chunks);
     if (R == 1) launch_rows<Elem, 1>(p, spec, n_qblocks, n_kv, chunks, stream);
