@@ -159,20 +159,20 @@ def main(argv):
 
     tf = lambda r, ms: r["flops"] / (ms * 1e9) if ms else None
     fmt = lambda x, p=1: "-" if x is None else f"{x:.{p}f}"
-    print("\n| case | B·T·S | kept | attnlab ms | TFLOP/s | SDPA flash | SDPA cuDNN | SDPA eff. | attnlab / best SDPA | Flex ms | Flex TFLOP/s | attnlab / Flex |")
+    print("\n| case | B·T·S, H/Hkv·D | kept | attnlab ms | TFLOP/s | SDPA flash | SDPA cuDNN | SDPA eff. | attnlab / best SDPA | Flex ms | Flex TFLOP/s | attnlab / Flex |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         if r["decode"]:
             continue
         s = r["sdpa"]
         best = min((t for t in s.values() if t), default=None)
-        print(f"| {r['spec']} | {r['B']}·{r['T']}·{r['S']} | {r['kept_fraction']:.3f} | {r['ms']:.3f} | {fmt(tf(r, r['ms']))} | "
+        print(f"| {r['spec']} | {r['B']}·{r['T']}·{r['S']}, {r['H']}/{r['Hkv']}·{r['D']} | {r['kept_fraction']:.3f} | {r['ms']:.3f} | {fmt(tf(r, r['ms']))} | "
               f"{fmt(tf(r, s.get('flash')))} | {fmt(tf(r, s.get('cudnn')))} | {fmt(tf(r, s.get('efficient')))} | "
               f"{fmt(best / r['ms'] if best else None, 2)} | {fmt(r['flex'], 3)} | {fmt(tf(r, r['flex']))} | "
               f"{fmt(r['flex'] / r['ms'] if r['flex'] else None, 2)} |")
     bw = copy["GBps"] if copy else None
     print(f"\nDecode (copy bandwidth measured in the same run: {fmt(bw, 0)} GB/s, read + write):\n")
-    print("| case | B·T·S | splits | attnlab ms | K/V GB/s | % of copy BW | SDPA flash ms | SDPA cuDNN ms | SDPA eff. ms | attnlab / best SDPA |")
+    print("| case | B·T·S, H/Hkv·D | splits | attnlab ms | K/V GB/s | % of copy BW | SDPA flash ms | SDPA cuDNN ms | SDPA eff. ms | attnlab / best SDPA |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         if not r["decode"]:
@@ -180,7 +180,7 @@ def main(argv):
         s = r["sdpa"]
         best = min((t for t in s.values() if t), default=None)
         gbs = r["kv_bytes"] / (r["ms"] * 1e6)
-        print(f"| {r['spec']} | {r['B']}·{r['T']}·{r['S']} | {r['splits']} | {r['ms']:.4f} | {gbs:.0f} | "
+        print(f"| {r['spec']} | {r['B']}·{r['T']}·{r['S']}, {r['H']}/{r['Hkv']}·{r['D']} | {r['splits']} | {r['ms']:.4f} | {gbs:.0f} | "
               f"{fmt(100 * gbs / bw if bw else None)} | {fmt(s.get('flash'), 4)} | {fmt(s.get('cudnn'), 4)} | "
               f"{fmt(s.get('efficient'), 4)} | {fmt(best / r['ms'] if best else None, 2)} |")
 
