@@ -9,6 +9,7 @@
 // most 2× a naive low-precision computation of the same call (inputs rounded to bf16/f16, float
 // scores and normalizer, P rounded before P·V), measured against the same reference on the same
 // inputs, plus a small floor.
+#include "attention_problem.h"
 #include "kernels/cuda/cuda_util.cuh"
 
 #include <attnlab/attention.h>
@@ -29,100 +30,11 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-struct Shape {
-    int64_t B = 1, T = 1, S = 1, H = 1, Hkv = 1, D = 64;
-    int64_t q_pos0 = -1;  // -1: S - T
-    int64_t Dv = 0;       // 0: D
-    int64_t head_begin = 0, head_end = -1;  // -1: H
-};
-
-std::string describe(const Shape& s) {
-    return fmt::format("B={} T={} S={} H={} Hkv={} D={} Dv={} q_pos0={} heads=[{},{})", s.B, s.T, s.S, s.H, s.Hkv, s.D,
-                       s.Dv, s.q_pos0, s.head_begin, s.head_end);
-}
-
-uint16_t round_bits(float x, DType dt) { return dt == DType::BF16 ? f32_to_bf16(x) : f32_to_f16(x); }
-float from_bits(uint16_t h, DType dt) { return dt == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h); }
-// x as the input type holds it (f32: unchanged).
-float round_to(float x, DType dt) { return dt == DType::F32 ? x : from_bits(round_bits(x, dt), dt); }
-
-// Random inputs in the input type; `q`, `k`, `v` hold the values as f32, `*16` the bits of
-// bf16/f16 inputs.
-struct Problem {
-    Shape s;
-    DType dtype;
-    std::vector<uint16_t> q16, k16, v16;
-    std::vector<float> q, k, v, sinks;
-    std::vector<int32_t> segments;
-
-    Problem(Shape shape, DType dt, uint32_t seed) : s(shape), dtype(dt) {
-        if (s.q_pos0 < 0) s.q_pos0 = s.S - s.T;
-        if (s.Dv == 0) s.Dv = s.D;
-        if (s.head_end < 0) s.head_end = s.H;
-        std::mt19937 rng(seed);
-        auto fill = [&](std::vector<float>& x, std::vector<uint16_t>& bits, int64_t n, float sd) {
-            std::normal_distribution<float> normal(0.0f, sd);
-            x.resize(size_t(n));
-            if (dt != DType::F32) bits.resize(size_t(n));
-            for (size_t i = 0; i < x.size(); ++i) {
-                x[i] = normal(rng);
-                if (dt == DType::F32) continue;
-                bits[i] = round_bits(x[i], dt);
-                x[i] = from_bits(bits[i], dt);
-            }
-        };
-        fill(q, q16, s.B * s.T * s.H * s.D, 1.5f);
-        fill(k, k16, s.B * s.S * s.Hkv * s.D, 1.5f);
-        fill(v, v16, s.B * s.S * s.Hkv * s.Dv, 1.0f);
-        std::normal_distribution<float> normal(0.0f, 2.0f);
-        for (int64_t h = 0; h < s.H; ++h) sinks.push_back(normal(rng));
-        // Documents of 1..120 positions (ids 0, 1, 2, ...): long enough for whole tiles to be
-        // kept or skipped; segment(id=N) and boost(segment=N) pick one of them.
-        int32_t id = 0;
-        for (int64_t j = 0; j < s.S; ++id) {
-            const int64_t len = 1 + int64_t(rng() % 120);
-            for (int64_t e = 0; e < len && j < s.S; ++e, ++j) segments.push_back(id);
-        }
-    }
-
-    int64_t rows() const { return s.B * s.T * s.H; }
-
-    AttentionInputs inputs(const void* dq, const void* dk, const void* dv, DType dt) const {
-        AttentionInputs in = AttentionInputs::contiguous(dt, dq, dk, dv, s.B, s.T, s.S, s.H, s.Hkv, s.D, s.Dv);
-        in.q_pos0 = s.q_pos0;
-        in.segments = segments.data();
-        in.sinks = sinks.data();
-        in.head_begin = s.head_begin;
-        in.head_end = s.head_end;
-        return in;
-    }
-};
-
-// Device copies of q, k, v (f32 or 16-bit) and poisoned (NaN) outputs.
-struct DeviceProblem {
-    cuda::DeviceBuffer<float> q32, k32, v32;
-    cuda::DeviceBuffer<uint16_t> q16, k16, v16;
-    cuda::DeviceBuffer<float> out, lse;
-    explicit DeviceProblem(const Problem& p) : out(size_t(p.rows() * p.s.Dv)), lse(size_t(p.rows())) {
-        if (p.dtype == DType::F32) {
-            q32 = upload(p.q), k32 = upload(p.k), v32 = upload(p.v);
-        } else {
-            q16 = upload(p.q16), k16 = upload(p.k16), v16 = upload(p.v16);
-        }
-        ATTNLAB_CUDA_CHECK(cudaMemset(out.get(), 0xff, out.size() * sizeof(float)));
-        ATTNLAB_CUDA_CHECK(cudaMemset(lse.get(), 0xff, lse.size() * sizeof(float)));
-    }
-    template <typename T>
-    static cuda::DeviceBuffer<T> upload(const std::vector<T>& host) {
-        cuda::DeviceBuffer<T> buf(host.size());
-        buf.upload(host.data(), host.size());
-        return buf;
-    }
-    AttentionInputs inputs(const Problem& p) const {
-        if (p.dtype == DType::F32) return p.inputs(q32.get(), k32.get(), v32.get(), DType::F32);
-        return p.inputs(q16.get(), k16.get(), v16.get(), p.dtype);
-    }
-};
+using test::describe;
+using test::DeviceProblem;
+using test::Problem;
+using test::round_to;
+using test::Shape;
 
 // The naive low-precision computation: float scores from the rounded inputs, the mechanisms'
 // definitions evaluated per element, the float normalizer, P rounded to the input type before P·V.

@@ -2,8 +2,10 @@
 // (attention_reference with stats and pattern): every output — mass, entropy, sum_sq, top_key,
 // top_prob, key_mass, offset_mass, segment_mass, distance_mass, column_sum — for each normalizer,
 // sinks, GQA, window/document masks, fully masked rows, a head range, batch 2, decode T = 1
-// over 5000 keys, D ∈ {16, 64, 128}, f32, bf16 and f16 inputs, on the general and the
-// tensor-core kernels (the statistics pass reads their lse). Needs a GPU (tests/cuda).
+// over 5000 keys, D ∈ {16, 64, 128, 256}, f32, bf16 and f16 inputs, on the general and the
+// tensor-core kernels (the statistics pass reads their lse). bf16/f16 prefill cases with
+// D ∈ {64, 128, 256} run the pass twice: its default, which must be the mma.sync dot products,
+// and ATTNLAB_STATS_KERNEL=fma (the f32-FMA pass). Needs a GPU (tests/cuda).
 //
 // Tolerance: the reference reads the same input values the GPU reads (bf16/f16 inputs are
 // rounded once, on the host, and given to both), so the only error left is the GPU's f32
@@ -12,6 +14,7 @@
 // computation over these rows with a margin; the rounding of bf16 inputs is not an error here.
 // top_key may differ from the reference's where two probabilities are within that tolerance:
 // the test checks that the reference's p at the GPU's key is within it of the maximum.
+#include "attention_problem.h"
 #include "kernels/cuda/cuda_util.cuh"
 
 #include <attnlab/attention.h>
@@ -22,87 +25,51 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 namespace attnlab {
+namespace cuda {
+// attention_common.cuh (a CUDA header this C++ test cannot include): whether a plan built now
+// with bf16/f16 inputs of this head dim runs the statistics' dot products on tensor cores.
+bool stats_tensor_cores(int64_t head_dim);
+}  // namespace cuda
+
 namespace {
 
-struct Shape {
-    int64_t B = 1, T = 1, S = 1, H = 1, Hkv = 1, D = 64;
-    int64_t q_pos0 = -1;                    // -1: S - T
-    int64_t head_begin = 0, head_end = -1;  // -1: H
+// ATTNLAB_STATS_KERNEL for the guard's lifetime (nullopt: unset, the default), then as it was.
+class StatsKernelEnv {
+public:
+    explicit StatsKernelEnv(std::optional<std::string> value) {
+        if (const char* old = std::getenv(kName)) old_ = old;
+        if (value) ::setenv(kName, value->c_str(), 1);
+        else ::unsetenv(kName);
+    }
+    ~StatsKernelEnv() {
+        if (old_) ::setenv(kName, old_->c_str(), 1);
+        else ::unsetenv(kName);
+    }
+    StatsKernelEnv(const StatsKernelEnv&) = delete;
+    StatsKernelEnv& operator=(const StatsKernelEnv&) = delete;
+
+private:
+    static constexpr const char* kName = "ATTNLAB_STATS_KERNEL";
+    std::optional<std::string> old_;
 };
 
-std::string describe(const Shape& s) {
-    return fmt::format("B={} T={} S={} H={} Hkv={} D={} q_pos0={} heads=[{},{})", s.B, s.T, s.S, s.H, s.Hkv, s.D, s.q_pos0,
-                       s.head_begin, s.head_end);
-}
+using test::describe;
+using test::DeviceProblem;
+using test::download;
+using test::Problem;
+using test::Shape;
+using test::upload;
 
 constexpr int64_t kTopKeyPoison = 0x7f7f7f7f7f7f7f7f;  // memset 0x7f: no valid key and not -1
-
-template <typename T>
-cuda::DeviceBuffer<T> upload(const std::vector<T>& host) {
-    cuda::DeviceBuffer<T> buf(std::max<size_t>(host.size(), 1));
-    buf.upload(host.data(), host.size());
-    return buf;
-}
-template <typename T>
-std::vector<T> download(const cuda::DeviceBuffer<T>& buf, size_t n) {
-    std::vector<T> host(n);
-    if (n) ATTNLAB_CUDA_CHECK(cudaMemcpy(host.data(), buf.get(), n * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
-}
-
-// Random q, k, v (B, T/S, H/Hkv, D) in the input type (`values` as f32, `bits` for bf16/f16),
-// sinks, and documents of 1..120 positions as the segments of both the operator and the stats.
-struct Problem {
-    Shape s;
-    DType dtype;
-    std::vector<float> q, k, v, sinks;
-    std::vector<uint16_t> q16, k16, v16;
-    std::vector<int32_t> segments;
-    int32_t n_segments = 0;
-
-    Problem(Shape shape, DType dt, uint32_t seed) : s(shape), dtype(dt) {
-        if (s.q_pos0 < 0) s.q_pos0 = s.S - s.T;
-        if (s.head_end < 0) s.head_end = s.H;
-        std::mt19937 rng(seed);
-        auto fill = [&](std::vector<float>& x, std::vector<uint16_t>& bits, int64_t n, float sd) {
-            std::normal_distribution<float> normal(0.0f, sd);
-            x.resize(size_t(n));
-            if (dt != DType::F32) bits.resize(size_t(n));
-            for (size_t i = 0; i < x.size(); ++i) {
-                x[i] = normal(rng);
-                if (dt == DType::F32) continue;
-                bits[i] = dt == DType::BF16 ? f32_to_bf16(x[i]) : f32_to_f16(x[i]);
-                x[i] = dt == DType::BF16 ? bf16_to_f32(bits[i]) : f16_to_f32(bits[i]);
-            }
-        };
-        fill(q, q16, s.B * s.T * s.H * s.D, 1.5f);
-        fill(k, k16, s.B * s.S * s.Hkv * s.D, 1.5f);
-        fill(v, v16, s.B * s.S * s.Hkv * s.D, 1.0f);
-        std::normal_distribution<float> normal(0.0f, 2.0f);
-        for (int64_t h = 0; h < s.H; ++h) sinks.push_back(normal(rng));
-        for (int64_t j = 0; j < s.S; ++n_segments) {
-            const int64_t len = 1 + int64_t(rng() % 120);
-            for (int64_t e = 0; e < len && j < s.S; ++e, ++j) segments.push_back(n_segments);
-        }
-    }
-
-    AttentionInputs inputs(const void* q_, const void* k_, const void* v_, DType dt) const {
-        AttentionInputs in = AttentionInputs::contiguous(dt, q_, k_, v_, s.B, s.T, s.S, s.H, s.Hkv, s.D, s.D);
-        in.q_pos0 = s.q_pos0;
-        in.segments = segments.data();
-        in.sinks = sinks.data();
-        in.head_begin = s.head_begin;
-        in.head_end = s.head_end;
-        return in;
-    }
-};
 
 // What to measure: chosen keys (one past the end: never kept), offsets (negative: a later
 // key), the documents as segments, 7 distance bins (the last one takes the rest).
@@ -227,72 +194,80 @@ TEST_P(GpuAttentionStats, MatchTheFloat64Reference) {
     ref_outputs.pattern = pattern.data();
     attention_reference(spec, p.inputs(p.q.data(), p.k.data(), p.v.data(), DType::F32), ref_outputs);
 
-    // GPU: a plan run twice (the second run must start from a clean workspace).
-    cuda::DeviceBuffer<float> q32, k32, v32;
-    cuda::DeviceBuffer<uint16_t> q16, k16, v16;
-    AttentionInputs in;
-    if (c.dtype == DType::F32) {
-        q32 = upload(p.q), k32 = upload(p.k), v32 = upload(p.v);
-        in = p.inputs(q32.get(), k32.get(), v32.get(), DType::F32);
-    } else {
-        q16 = upload(p.q16), k16 = upload(p.k16), v16 = upload(p.v16);
-        in = p.inputs(q16.get(), k16.get(), v16.get(), c.dtype);
+    // The statistics kernels to check: the default, and for bf16/f16 prefill at the tensor-core
+    // dims also the f32-FMA pass (the default there must be the mma.sync one).
+    const bool tensor_core_dims = c.dtype != DType::F32 && s.T > 1 && (s.D == 64 || s.D == 128 || s.D == 256);
+    std::vector<std::optional<std::string>> kernels = {std::nullopt};
+    if (tensor_core_dims) {
+        const StatsKernelEnv unset(std::nullopt);
+        EXPECT_TRUE(cuda::stats_tensor_cores(s.D)) << "the default statistics kernel is not the mma one, " << where;
+        kernels.push_back("fma");
     }
-    cuda::DeviceBuffer<float> out(n.rows * size_t(s.D)), lse(n.rows);
-    DeviceStats dev = make_device_stats(n);
-    AttentionStats st = what_to_measure(p);
-    point_at_device(st, dev);
-    AttentionOutputs outputs = AttentionOutputs::contiguous(out.get(), c.caller_lse ? lse.get() : nullptr, s.T, s.H, s.D);
-    outputs.stats = &st;
-    const CudaAttentionPlan plan(spec, in, outputs);
-    plan.run(in, outputs);
-    plan.run(in, outputs);
-    ATTNLAB_CUDA_CHECK(cudaDeviceSynchronize());
-    const HostStats gpu = download_stats(dev, n);
+    for (const std::optional<std::string>& kernel : kernels) {
+        const StatsKernelEnv env(kernel);
+        const char* kernel_name = kernel ? kernel->c_str() : (tensor_core_dims ? "mma" : "default");
+        if (tensor_core_dims) {
+            EXPECT_EQ(cuda::stats_tensor_cores(s.D), !kernel) << where;
+        }
 
-    const int64_t K = int64_t(st.keys.size()), R = int64_t(st.offsets.size()), G = st.n_segments, NB = st.n_distance_bins;
-    auto row_head = [&](int64_t width) { return [=, &s](size_t e) { return int64_t(e) / width % s.H; }; };
-    double worst = 0;
-    expect_close("mass", gpu.mass, ref.mass, row_head(1), s, where, &worst);
-    expect_close("entropy", gpu.entropy, ref.entropy, row_head(1), s, where, &worst);
-    expect_close("sum_sq", gpu.sum_sq, ref.sum_sq, row_head(1), s, where, &worst);
-    expect_close("top_prob", gpu.top_prob, ref.top_prob, row_head(1), s, where, &worst);
-    expect_close("key_mass", gpu.key_mass, ref.key_mass, row_head(K), s, where, &worst);
-    expect_close("offset_mass", gpu.offset_mass, ref.offset_mass, row_head(R), s, where, &worst);
-    expect_close("segment_mass", gpu.segment_mass, ref.segment_mass, row_head(G), s, where, &worst);
-    expect_close("distance_mass", gpu.distance_mass, ref.distance_mass, row_head(NB), s, where, &worst);
-    expect_close("column_sum", gpu.column_sum, ref.column_sum, [&](size_t e) { return int64_t(e) / s.S % s.H; }, s, where,
-                 &worst);
+        // GPU: a plan run twice (the second run must start from a clean workspace).
+        const DeviceProblem d(p);  // outputs poisoned
+        const AttentionInputs in = d.inputs(p);
+        DeviceStats dev = make_device_stats(n);
+        AttentionStats st = what_to_measure(p);
+        point_at_device(st, dev);
+        AttentionOutputs outputs = AttentionOutputs::contiguous(d.out.get(), c.caller_lse ? d.lse.get() : nullptr, s.T, s.H, s.D);
+        outputs.stats = &st;
+        const CudaAttentionPlan plan(spec, in, outputs);
+        plan.run(in, outputs);
+        plan.run(in, outputs);
+        ATTNLAB_CUDA_CHECK(cudaDeviceSynchronize());
+        const HostStats gpu = download_stats(dev, n);
 
-    // top_key: -1 exactly where the reference keeps no mass; elsewhere a key whose reference p
-    // is within the tolerance of the row's maximum. Rows outside the head range stay poisoned.
-    int64_t empty_rows = 0, other_key = 0;
-    for (size_t r = 0; r < n.rows; ++r) {
-        const int64_t h = int64_t(r) % s.H, t = int64_t(r) / s.H % s.T, b = int64_t(r) / s.H / s.T;
-        const int64_t key = gpu.top_key[r];
-        if (h < s.head_begin || h >= s.head_end) {
-            EXPECT_EQ(key, kTopKeyPoison) << "top_key row " << r << " outside the head range was written, " << where;
-            continue;
+        const int64_t K = int64_t(st.keys.size()), R = int64_t(st.offsets.size()), G = st.n_segments, NB = st.n_distance_bins;
+        auto row_head = [&](int64_t width) { return [=, &s](size_t e) { return int64_t(e) / width % s.H; }; };
+        double worst = 0;
+        expect_close("mass", gpu.mass, ref.mass, row_head(1), s, where, &worst);
+        expect_close("entropy", gpu.entropy, ref.entropy, row_head(1), s, where, &worst);
+        expect_close("sum_sq", gpu.sum_sq, ref.sum_sq, row_head(1), s, where, &worst);
+        expect_close("top_prob", gpu.top_prob, ref.top_prob, row_head(1), s, where, &worst);
+        expect_close("key_mass", gpu.key_mass, ref.key_mass, row_head(K), s, where, &worst);
+        expect_close("offset_mass", gpu.offset_mass, ref.offset_mass, row_head(R), s, where, &worst);
+        expect_close("segment_mass", gpu.segment_mass, ref.segment_mass, row_head(G), s, where, &worst);
+        expect_close("distance_mass", gpu.distance_mass, ref.distance_mass, row_head(NB), s, where, &worst);
+        expect_close("column_sum", gpu.column_sum, ref.column_sum, [&](size_t e) { return int64_t(e) / s.S % s.H; }, s, where,
+                     &worst);
+
+        // top_key: -1 exactly where the reference keeps no mass; elsewhere a key whose reference p
+        // is within the tolerance of the row's maximum. Rows outside the head range stay poisoned.
+        int64_t empty_rows = 0, other_key = 0;
+        for (size_t r = 0; r < n.rows; ++r) {
+            const int64_t h = int64_t(r) % s.H, t = int64_t(r) / s.H % s.T, b = int64_t(r) / s.H / s.T;
+            const int64_t key = gpu.top_key[r];
+            if (h < s.head_begin || h >= s.head_end) {
+                EXPECT_EQ(key, kTopKeyPoison) << "top_key row " << r << " outside the head range was written, " << where;
+                continue;
+            }
+            if (ref.top_key[r] < 0) {
+                ++empty_rows;
+                EXPECT_EQ(key, -1) << "top_key row " << r << ", " << where;
+                continue;
+            }
+            if (key < 0 || key >= s.S) {
+                ADD_FAILURE() << "top_key row " << r << " is " << key << " (reference " << ref.top_key[r] << "), " << where;
+                continue;
+            }
+            const float* row_p = pattern.data() + ((b * s.H + h) * s.T + t) * s.S;
+            other_key += key != ref.top_key[r];
+            EXPECT_GE(double(row_p[key]), ref.top_prob[r] - tolerance(ref.top_prob[r]))
+                << "top_key row " << r << ": key " << key << " has p " << row_p[key] << ", the reference's " << ref.top_key[r]
+                << " has " << ref.top_prob[r] << ", " << where;
         }
-        if (ref.top_key[r] < 0) {
-            ++empty_rows;
-            EXPECT_EQ(key, -1) << "top_key row " << r << ", " << where;
-            continue;
-        }
-        if (key < 0 || key >= s.S) {
-            ADD_FAILURE() << "top_key row " << r << " is " << key << " (reference " << ref.top_key[r] << "), " << where;
-            continue;
-        }
-        const float* row_p = pattern.data() + ((b * s.H + h) * s.T + t) * s.S;
-        other_key += key != ref.top_key[r];
-        EXPECT_GE(double(row_p[key]), ref.top_prob[r] - tolerance(ref.top_prob[r]))
-            << "top_key row " << r << ": key " << key << " has p " << row_p[key] << ", the reference's " << ref.top_key[r]
-            << " has " << ref.top_prob[r] << ", " << where;
+        const auto plan_stats = plan.stats();
+        std::printf("[stats-check] %-58s %-70s %-4s %-7s %-7s worst %.3f of tolerance, %lld empty rows, %lld near-tie keys\n",
+                    c.spec.c_str(), describe(s).c_str(), std::string(dtype_name(c.dtype)).c_str(),
+                    plan_stats.decode ? "decode" : "kernel", kernel_name, worst, (long long)empty_rows, (long long)other_key);
     }
-    const auto plan_stats = plan.stats();
-    std::printf("[stats-check] %-58s %-70s %-4s %-7s worst %.3f of tolerance, %lld empty rows, %lld near-tie keys\n",
-                c.spec.c_str(), describe(s).c_str(), std::string(dtype_name(c.dtype)).c_str(),
-                plan_stats.decode ? "decode" : "kernel", worst, (long long)empty_rows, (long long)other_key);
 }
 
 std::vector<Case> stats_cases() {
@@ -309,14 +284,18 @@ std::vector<Case> stats_cases() {
         {"window(size=2)", {1, 10, 100, 4, 2, 16, 97}, DType::F32},          // fully masked rows
         {"window(size=2)+sinks", {1, 10, 100, 4, 2, 64, 97}, DType::BF16},
         {"window(size=2)+relu", {1, 70, 100, 4, 1, 8, 60}, DType::F32},
-        {"causal+alibi", {1, 30, 60, 8, 2, 16, -1, 3, 6}, DType::F32},      // head range across kv groups
-        {"causal", {1, 70, 100, 8, 4, 64, -1, 2, 7}, DType::BF16},           // head range, tensor cores
+        {"causal+alibi", {1, 30, 60, 8, 2, 16, -1, 0, 3, 6}, DType::F32},      // head range across kv groups
+        {"causal", {1, 70, 100, 8, 4, 64, -1, 0, 2, 7}, DType::BF16},           // head range, tensor cores
         {"sinks+sinks+causal", {1, 37, 37, 4, 2, 16}, DType::F32},
         {"causal", {1, 1, 5000, 8, 2, 128}, DType::BF16},                    // decode: split-KV kernel
         {"causal+sinks", {1, 1, 5000, 8, 8, 64}, DType::F32, false},         // decode: general kernel
         {"causal+window(size=3000)+sigmoid", {1, 1, 5000, 8, 8, 16}, DType::F32},
         {"causal+streaming(sink=4,window=50)", {2, 1, 5000, 4, 1, 128}, DType::BF16},
         {"causal", {1, 300, 300, 2, 1, 128}, DType::F32},
+        {"causal+softcap(cap=20)", {1, 150, 150, 4, 2, 256}, DType::BF16},  // D = 256 (4 rows per warp)
+        {"causal+alibi", {1, 100, 200, 8, 2, 128}, DType::F16, false},       // f16 tensor cores, 2 m16 tiles
+        {"causal", {1, 8, 200, 4, 2, 64}, DType::BF16},                      // 16 rows: 2 per warp, one m16 tile
+        {"causal+sinks", {1, 4, 300, 2, 1, 128}, DType::F16},                // 8 rows: 1 per warp, half an m16 tile
     };
 }
 
@@ -426,10 +405,14 @@ TEST(GpuAttentionStats, DISABLED_StatsTiming) {
             ATTNLAB_CUDA_CHECK(cudaEventDestroy(stop));
             return double(ms) / kRuns;
         };
-        const double alone = time_ms(plain), rows_ms = time_ms(rows_only), all = time_ms(with_stats);
-        std::printf("[stats-timing] %-15s %s bf16 causal: attention %.3f ms, + row stats %.3f ms (pass %.3f), + all incl. "
-                    "column sums %.3f ms (pass %.3f)\n",
-                    c.name, describe(s).c_str(), alone, rows_ms, rows_ms - alone, all, all - alone);
+        const double alone = time_ms(plain);
+        for (const char* kernel : {"fma", "mma"}) {  // the statistics pass's dot products: f32 FMAs, tensor cores
+            const StatsKernelEnv env(kernel);
+            const double rows_ms = time_ms(rows_only), all = time_ms(with_stats);
+            std::printf("[stats-timing] %-15s %s bf16 causal, %s pass: attention %.3f ms, + row stats %.3f ms (pass %.3f), "
+                        "+ all incl. column sums %.3f ms (pass %.3f)\n",
+                        c.name, describe(s).c_str(), kernel, alone, rows_ms, rows_ms - alone, all, all - alone);
+        }
     }
 }
 

@@ -66,6 +66,9 @@ void launch_general(const AttentionParams& p, const gpu::Spec& spec, int64_t n_q
 struct StatsDevice;
 std::shared_ptr<StatsDevice> make_stats_device(const gpu::HostPlan& plan, const AttentionStats& stats);
 float* stats_lse_workspace(const StatsDevice& dev);
+// Whether a plan built now with bf16/f16 inputs of this head dim computes the statistics' dot
+// products with mma.sync (D ∈ {64, 128, 256}; ATTNLAB_STATS_KERNEL=fma|mma, default mma).
+bool stats_tensor_cores(int64_t head_dim);
 template <typename Elem>
 void launch_stats(const StatsDevice& dev, const AttentionParams& p, const gpu::Spec& spec, int64_t n_qblocks,
                   const AttentionStats& stats, cudaStream_t stream);

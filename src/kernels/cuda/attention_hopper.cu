@@ -47,9 +47,12 @@
 // max, so the softmax of tile i does not overlap the P·V of tile i-1 at all. The consumers use
 // up to R237: O, S and P (160 registers) plus the loop's state leave too few, and P's registers
 // are dead in the PTX once the P·V is issued (hold_registers is an empty asm that ptxas never
-// sees), so ptxas reuses them and waits. At D=64 the wait lands after the max and about half of
+// sees): the first guess was that ptxas reuses them and waits. At D=64 the wait lands after the max and about half of
 // the exponentials. A never-taken store of P after the wait, to keep P's registers allocated,
-// did not move the wait (and ran 1-12% slower). Next: fewer live registers across the step.
+// did not move the wait (and ran 1-12% slower). Cutting 15-20 live registers (keep bits packed,
+// positions in shared memory, the walk's cursor in shared memory) did not move it either and
+// was not faster (docs/cuda.md): so not (only) register pressure; next, a smaller key tile or
+// another split of S.
 #include "kernels/cuda/attention_hopper.cuh"
 #include "kernels/cuda/cuda_util.cuh"
 

@@ -18,6 +18,14 @@
 // sums to a shared (head, key) table flushed to the f32 output with atomics after each tile
 // (so they are f32-accumulated, in no fixed order). A finalize kernel turns the workspace into
 // the caller's outputs for the call's heads only.
+//
+// Tensor cores: for bf16/f16 inputs with D ∈ {64, 128, 256} (unless ATTNLAB_STATS_KERNEL=fma)
+// the CTA's dot products come from mma.sync.m16n8k16 (f32 accumulate) instead of f32 FMAs:
+// the f32 tiles in shared memory hold the inputs' values exactly, so each warp packs its Q
+// fragments once and its K fragments per tile back to bf16/f16 (lossless) and writes its
+// (16 rows × 8·n keys) of the CTA's (rows × 64 keys) dot products to a shared score table;
+// every row's warp then reads its scores from there and the rest of the pass is unchanged
+// (final_score's scale, modifiers and masks per element, the same sums).
 #include "kernels/cuda/attention_general.cuh"
 #include "kernels/cuda/cuda_util.cuh"
 
@@ -25,6 +33,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <string_view>
 
 namespace attnlab::cuda {
 
@@ -42,7 +52,16 @@ struct StatsDevice {
     DeviceBuffer<float> kept;               // (T) kept keys per query (relu)
     int splits = 1;
     general::RowSplit split;            // rows per warp and row chunks (as the general kernel)
+    bool tensor_cores = false;          // bf16/f16 inputs take the mma.sync kernel (stats_tensor_cores)
 };
+
+bool stats_tensor_cores(int64_t head_dim) {
+    const char* env = std::getenv("ATTNLAB_STATS_KERNEL");
+    const std::string_view choice = env ? env : "mma";
+    ATTNLAB_CHECK(choice == "mma" || choice == "fma", InvalidArgument,
+                  "[cuda] ATTNLAB_STATS_KERNEL is \"{}\", expected \"mma\" (tensor cores, the default) or \"fma\"", choice);
+    return choice == "mma" && (head_dim == 64 || head_dim == 128 || head_dim == 256);
+}
 
 namespace {
 
@@ -90,22 +109,109 @@ __device__ __forceinline__ void add_to_slot(float* acc, int slot, float v) {
     }
 }
 
+// Row stride of the mma kernel's score table: 8 floats past kN, so the float2 stores of a
+// fragment's 4 rows × 8 columns (one 16-lane phase) fall on 32 different banks.
+inline constexpr int kScoreStride = kN + 8;
+
 // Shared memory of a stats CTA with R rows per warp: Q rows, the K tile (f32), the chosen
-// table [kRows][n_chosen] and the column table [kRows][kN].
-__host__ __device__ constexpr size_t stats_smem_bytes(int D, int n_chosen, int R) {
-    return sizeof(float) * (size_t(kWarps) * R * (D + n_chosen + kN) + size_t(kN) * k_row_stride(D));
+// table [kRows][n_chosen], the column table [kRows][kN] and, for tensor cores, the score
+// table [kRows][kScoreStride].
+__host__ __device__ constexpr size_t stats_smem_bytes(int D, int n_chosen, int R, bool tensor_cores) {
+    return sizeof(float) * (size_t(kWarps) * R * (D + n_chosen + kN + (tensor_cores ? kScoreStride : 0)) +
+                            size_t(kN) * k_row_stride(D));
 }
 
-template <typename Elem, int R>
+// The tensor-core dot products of a CTA with kRows rows: kMTiles m16 tiles × 8 n8 tiles of
+// keys, kMTiles of them per warp (warp w: m tile w % kMTiles, n tiles from w / kMTiles · kMTiles).
+template <int kRows>
+struct MmaTiles {
+    static constexpr int kMTiles = (kRows + 15) / 16;
+    static_assert(kMTiles * 8 % kWarps == 0 && kMTiles <= 2, "8 n8 tiles × kMTiles over the warps");
+    int m_row, n_first;  // this lane's first fragment row, the warp's first n8 tile
+    __device__ explicit MmaTiles(int warp, int lane)
+        : m_row(warp % kMTiles * 16 + lane / 4), n_first(warp / kMTiles * kMTiles) {}
+};
+
+// The CTA's dot products of the Q rows in sQ ([kRows][kDim] f32) with the K tile in sK
+// ([kN][ks] f32) into sScore ([kRows][kScoreStride]): each warp its kMTiles n8 tiles of its m16
+// tile. The f32 tiles hold bf16/f16 values, so packing them back into fragments is exact. Q
+// rows past n_rows repeat the last row; rows past kRows (R = 1: 8 rows) are not stored. (The
+// Q fragments are re-read per tile: held in registers over the tiles they spill at D = 128.)
+template <typename Elem, int kDim, int kRows>
+__device__ __forceinline__ void tile_dots_mma(float* sScore, const float* sQ, const float* sK, int ks,
+                                              const MmaTiles<kRows>& t, int lane, int n_rows) {
+    constexpr int kMTiles = MmaTiles<kRows>::kMTiles;
+    const float* q0 = sQ + min(t.m_row, n_rows - 1) * kDim + 2 * (lane % 4);
+    const float* q1 = sQ + min(t.m_row + 8, n_rows - 1) * kDim + 2 * (lane % 4);
+    float acc[kMTiles][4];
+#pragma unroll
+    for (int i = 0; i < kMTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+#pragma unroll
+    for (int step = 0; step < kDim / 16; ++step) {
+        // A fragment (row-major 16 × 16): rows m_row, m_row + 8; dims 2·(lane % 4) (+1, +8, +9).
+        const int d = step * 16;
+        const float2 a0 = *reinterpret_cast<const float2*>(q0 + d), a1 = *reinterpret_cast<const float2*>(q1 + d);
+        const float2 a2 = *reinterpret_cast<const float2*>(q0 + d + 8), a3 = *reinterpret_cast<const float2*>(q1 + d + 8);
+        const uint32_t qa[4] = {pack2<Elem>(a0.x, a0.y), pack2<Elem>(a1.x, a1.y), pack2<Elem>(a2.x, a2.y),
+                                pack2<Elem>(a3.x, a3.y)};
+#pragma unroll
+        for (int i = 0; i < kMTiles; ++i) {
+            // B fragment (col-major 16 × 8 = K rows): key n8·8 + lane / 4, dims 2·(lane % 4) (+1, +8, +9).
+            const float* kr = sK + ((t.n_first + i) * 8 + lane / 4) * ks + step * 16 + 2 * (lane % 4);
+            mma16816<Elem>(acc[i], qa, pack2<Elem>(kr[0], kr[1]), pack2<Elem>(kr[8], kr[9]));
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < kMTiles; ++i) {
+        float* out = sScore + (t.n_first + i) * 8 + 2 * (lane % 4);
+        if (t.m_row < kRows) *reinterpret_cast<float2*>(out + t.m_row * kScoreStride) = make_float2(acc[i][0], acc[i][1]);
+        if (t.m_row + 8 < kRows)
+            *reinterpret_cast<float2*>(out + (t.m_row + 8) * kScoreStride) = make_float2(acc[i][2], acc[i][3]);
+    }
+}
+
+// The K tile of the mma kernel: kN rows of kDim bf16/f16 values (row stride `stride`, 16-byte
+// aligned) from row `row0` as f32 into sK ([kN][ks]); rows >= limit are zeros. Every thread
+// issues all its 16-byte loads before its first store: load_rows' scalar loop keeps each load
+// behind the previous store (the compiler cannot tell global from shared there), one L2 latency
+// per element, which made the K load the pass's cost (T = S = 4096: ~10.7 ms with either QKᵀ).
+// Lanes run over rows (row = idx % kN), so with the odd stride ks their stores hit 32 banks.
+template <typename Elem, int kDim>
+__device__ __forceinline__ void load_k_tile(float* sK, int ks, const Elem* base, int64_t stride, int row0, int limit) {
+    constexpr int kChunks = kN * kDim / 8, kPerThread = kChunks / kThreads;  // 8 values per 16-byte chunk
+    static_assert(kChunks % kThreads == 0, "whole chunks per thread");
+    uint4 raw[kPerThread];
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+        const int idx = int(threadIdx.x) + i * kThreads, r = idx % kN, c = idx / kN;
+        raw[i] = row0 + r < limit ? __ldg(reinterpret_cast<const uint4*>(base + int64_t(row0 + r) * stride + c * 8))
+                                  : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+        const int idx = int(threadIdx.x) + i * kThreads, r = idx % kN, c = idx / kN;
+        float* dst = sK + r * ks + c * 8;
+        const uint32_t words[4] = {raw[i].x, raw[i].y, raw[i].z, raw[i].w};
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+            const float2 v = unpack2<Elem>(words[w]);
+            dst[2 * w] = v.x, dst[2 * w + 1] = v.y;
+        }
+    }
+}
+
+// kMmaDim: 0 = f32 FMAs (any D), else the tensor-core dot products for D = kMmaDim (bf16/f16).
+template <typename Elem, int R, int kMmaDim>
 __global__ void __launch_bounds__(kThreads) attention_stats_kernel(const AttentionParams p, const gpu::Spec spec,
                                                                    const StatsArgs a, int chunks) {
     extern __shared__ __align__(16) float smem[];  // sQ first: float4 reads of its rows
-    const int D = p.D, ks = k_row_stride(D);
+    const int D = kMmaDim ? kMmaDim : p.D, ks = k_row_stride(D);
     constexpr int kRows = kWarps * R;
     float* sQ = smem;                      // [kRows][D]
     float* sK = sQ + kRows * D;            // [kN][ks]
     float* sAcc = sK + kN * ks;            // [kRows][n_chosen]
     float* sCol = sAcc + kRows * a.n_chosen;  // [kRows][kN]: per head slot, this tile's Σ_rows p
+    float* sScore = sCol + kRows * kN;     // [kRows][kScoreStride] (tensor cores): this tile's q·k (8-byte aligned: all sizes even)
 
     const int qb = p.order[blockIdx.x / a.splits], split = int(blockIdx.x) % a.splits;
     const int b = blockIdx.z;
@@ -123,6 +229,7 @@ __global__ void __launch_bounds__(kThreads) attention_stats_kernel(const Attenti
     load_query_rows<Elem>(sQ, p, b, rows);
     for (int idx = threadIdx.x; idx < kRows * (a.n_chosen + kN); idx += kThreads) sAcc[idx] = 0.0f;
     __syncthreads();  // (a split with no kept block still reads its zeroed table at the end)
+    const MmaTiles<kRows> mma_tiles(warp, lane);
 
     const Elem* k = static_cast<const Elem*>(p.k) + b * p.k_bstride + int64_t(rows.hk) * D;
     const bool softmax = spec.normalizer == gpu::NormKind::Softmax;
@@ -154,11 +261,22 @@ __global__ void __launch_bounds__(kThreads) attention_stats_kernel(const Attenti
         const int kb = entry & ~gpu::kPartialBit;
         const bool partial = entry & gpu::kPartialBit;
         __syncthreads();  // the previous tile's K and column table are done with
-        load_rows(sK, ks, k, p.k_stride, kb * kN, kN, p.S, D);
+        if constexpr (kMmaDim != 0) load_k_tile<Elem, kMmaDim>(sK, ks, k, p.k_stride, kb * kN, p.S);
+        else load_rows(sK, ks, k, p.k_stride, kb * kN, kN, p.S, D);
         __syncthreads();
+        if constexpr (kMmaDim != 0) {
+            tile_dots_mma<Elem, kMmaDim>(sScore, sQ, sK, ks, mma_tiles, lane, n_rows);
+            __syncthreads();
+        }
         if (active) {
             float s[R][2];
-            tile_dots<R>(s, sQ, sK, D, ks, lane, my_first, n_rows);
+            if constexpr (kMmaDim != 0) {
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+                    s[r][0] = sScore[(my_first + r) * kScoreStride + lane], s[r][1] = sScore[(my_first + r) * kScoreStride + lane + 32];
+            } else {
+                tile_dots<R>(s, sQ, sK, D, ks, lane, my_first, n_rows);
+            }
 #pragma unroll
             for (int r = 0; r < R; ++r) {
                 float* acc = sAcc + (my_first + r) * a.n_chosen;
@@ -295,15 +413,24 @@ __global__ void finalize_kernel(const AttentionParams p, const gpu::Spec spec, c
     write(o.distance_mass, a.n_bins);
 }
 
-template <typename Elem, int R>
+template <typename Elem, int R, int kMmaDim>
 void launch_stats_rows(const AttentionParams& p, const gpu::Spec& spec, const StatsArgs& a, int64_t n_qblocks,
                        int n_kv, int chunks, cudaStream_t stream) {
-    const size_t smem = stats_smem_bytes(p.D, a.n_chosen, R);
-    ATTNLAB_CUDA_CHECK(cudaFuncSetAttribute(attention_stats_kernel<Elem, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            int(smem)));
+    const size_t smem = stats_smem_bytes(p.D, a.n_chosen, R, kMmaDim != 0);
+    ATTNLAB_CUDA_CHECK(cudaFuncSetAttribute(attention_stats_kernel<Elem, R, kMmaDim>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     const dim3 grid(unsigned(n_qblocks * a.splits), unsigned(n_kv * chunks), unsigned(p.B));
-    attention_stats_kernel<Elem, R><<<grid, kThreads, smem, stream>>>(p, spec, a, chunks);
+    attention_stats_kernel<Elem, R, kMmaDim><<<grid, kThreads, smem, stream>>>(p, spec, a, chunks);
     ATTNLAB_CUDA_CHECK_LAUNCH("attention_stats_kernel");
+}
+
+// The kernel for the plan's rows per warp (R).
+template <typename Elem, int kMmaDim>
+void launch_stats_kernel(const AttentionParams& p, const gpu::Spec& spec, const StatsArgs& a, int64_t n_qblocks,
+                         int n_kv, const RowSplit& split, cudaStream_t stream) {
+    if (split.R == 1) launch_stats_rows<Elem, 1, kMmaDim>(p, spec, a, n_qblocks, n_kv, split.chunks, stream);
+    else if (split.R == 2) launch_stats_rows<Elem, 2, kMmaDim>(p, spec, a, n_qblocks, n_kv, split.chunks, stream);
+    else launch_stats_rows<Elem, 4, kMmaDim>(p, spec, a, n_qblocks, n_kv, split.chunks, stream);
 }
 
 }  // namespace
@@ -324,7 +451,10 @@ std::shared_ptr<StatsDevice> make_stats_device(const gpu::HostPlan& h, const Att
     ATTNLAB_CUDA_CHECK(cudaGetDevice(&device));
     ATTNLAB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     ATTNLAB_CUDA_CHECK(cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    const size_t smem = stats_smem_bytes(int(h.D), int(n_chosen), dev->split.R);
+    // (used for bf16/f16 inputs only) Decode steps keep the fma path: with a few rows per CTA
+    // the score table costs more than it saves (S = 32k: 0.148 ms with mma, 0.131 ms with fma).
+    dev->tensor_cores = !h.decode && stats_tensor_cores(h.D);
+    const size_t smem = stats_smem_bytes(int(h.D), int(n_chosen), dev->split.R, dev->tensor_cores);
     ATTNLAB_CHECK(smem <= size_t(smem_limit), NotSupported,
                   "[cuda] statistics with {} chosen keys + offsets + segments + distance bins need {} bytes of shared "
                   "memory, more than the GPU's {} (use the CPU operator or fewer segments)",
@@ -390,9 +520,18 @@ void launch_stats(const StatsDevice& dev, const AttentionParams& p, const gpu::S
     const int chunks = dev.split.chunks;
     ATTNLAB_CHECK(int64_t(n_kv) * chunks <= 65535 && n_qblocks * dev.splits < (int64_t(1) << 31), NotSupported,
                   "[cuda] {} kv heads × {} row chunks exceed the statistics kernel's grid", n_kv, chunks);
-    if (dev.split.R == 1) launch_stats_rows<Elem, 1>(p, spec, a, n_qblocks, n_kv, chunks, stream);
-    else if (dev.split.R == 2) launch_stats_rows<Elem, 2>(p, spec, a, n_qblocks, n_kv, chunks, stream);
-    else launch_stats_rows<Elem, 4>(p, spec, a, n_qblocks, n_kv, chunks, stream);
+    bool launched = false;
+    if constexpr (!std::is_same_v<Elem, float>) {
+        // The mma kernel reads K in 16-byte chunks: an unaligned K (a view at an odd offset) takes the FMA pass.
+        const bool k_aligned = reinterpret_cast<uintptr_t>(p.k) % 16 == 0 && p.k_stride % 8 == 0 && p.k_bstride % 8 == 0;
+        if (dev.tensor_cores && k_aligned) {
+            launched = true;
+            if (p.D == 64) launch_stats_kernel<Elem, 64>(p, spec, a, n_qblocks, n_kv, dev.split, stream);
+            else if (p.D == 128) launch_stats_kernel<Elem, 128>(p, spec, a, n_qblocks, n_kv, dev.split, stream);
+            else launch_stats_kernel<Elem, 256>(p, spec, a, n_qblocks, n_kv, dev.split, stream);
+        }
+    }
+    if (!launched) launch_stats_kernel<Elem, 0>(p, spec, a, n_qblocks, n_kv, dev.split, stream);
 
     const StatsOutputs o{st.mass,     st.entropy,     st.sum_sq,       st.top_prob, st.key_mass,
                          st.offset_mass, st.segment_mass, st.distance_mass, st.top_key};
