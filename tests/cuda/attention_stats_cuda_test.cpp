@@ -103,20 +103,20 @@ struct Sizes {
           columns(size_t(p.s.B * p.s.H * p.s.S)) {}
 };
 
+// The buffers' first elements: host vectors or device buffers.
+template <typename T>
+T* first(std::vector<T>& host) { return host.data(); }
+template <typename T>
+T* first(cuda::DeviceBuffer<T>& device) { return device.get(); }
+
+// Points the statistics' outputs at HostStats or DeviceStats buffers.
 template <typename Buf>
 void point_at(AttentionStats& st, Buf& b) {
-    st.mass = b.mass.data(), st.entropy = b.entropy.data(), st.sum_sq = b.sum_sq.data();
-    st.top_key = b.top_key.data(), st.top_prob = b.top_prob.data();
-    st.key_mass = b.key_mass.data(), st.offset_mass = b.offset_mass.data();
-    st.segment_mass = b.segment_mass.data(), st.distance_mass = b.distance_mass.data();
-    st.column_sum = b.column_sum.data();
-}
-void point_at_device(AttentionStats& st, DeviceStats& b) {
-    st.mass = b.mass.get(), st.entropy = b.entropy.get(), st.sum_sq = b.sum_sq.get();
-    st.top_key = b.top_key.get(), st.top_prob = b.top_prob.get();
-    st.key_mass = b.key_mass.get(), st.offset_mass = b.offset_mass.get();
-    st.segment_mass = b.segment_mass.get(), st.distance_mass = b.distance_mass.get();
-    st.column_sum = b.column_sum.get();
+    st.mass = first(b.mass), st.entropy = first(b.entropy), st.sum_sq = first(b.sum_sq);
+    st.top_key = first(b.top_key), st.top_prob = first(b.top_prob);
+    st.key_mass = first(b.key_mass), st.offset_mass = first(b.offset_mass);
+    st.segment_mass = first(b.segment_mass), st.distance_mass = first(b.distance_mass);
+    st.column_sum = first(b.column_sum);
 }
 
 // Device outputs poisoned (floats NaN, top_key kTopKeyPoison), so unwritten entries fail.
@@ -215,7 +215,7 @@ TEST_P(GpuAttentionStats, MatchTheFloat64Reference) {
         const AttentionInputs in = d.inputs(p);
         DeviceStats dev = make_device_stats(n);
         AttentionStats st = what_to_measure(p);
-        point_at_device(st, dev);
+        point_at(st, dev);
         AttentionOutputs outputs = AttentionOutputs::contiguous(d.out.get(), c.caller_lse ? d.lse.get() : nullptr, s.T, s.H, s.D);
         outputs.stats = &st;
         const CudaAttentionPlan plan(spec, in, outputs);
