@@ -1,10 +1,20 @@
-// CudaModel without CUDA (ATTNLAB_CUDA=OFF or no nvcc): the declarations of
-// include/attnlab/cuda_model.h exist, so callers need no #ifdef, and using a model says why it
-// cannot run. With CUDA the real ones are in src/kernels/cuda/model_forward.cu and this file
-// compiles to nothing.
-#ifndef ATTNLAB_HAVE_CUDA
+// CudaModel's API apart from the GPU: what does not depend on the backend (always compiled),
+// and, without CUDA (ATTNLAB_CUDA=OFF or no nvcc), the rest of include/attnlab/cuda_model.h's
+// declarations, so callers need no #ifdef and using a model says why it cannot run. With CUDA
+// the real ones are in src/kernels/cuda/model_forward.cu.
 #include <attnlab/cuda_model.h>
 #include <attnlab/error.h>
+
+namespace attnlab {
+
+void CudaKVCache::truncate(int64_t n) {
+    ATTNLAB_CHECK(n >= 0 && n <= n_past_, InvalidArgument, "[kv-cache] cannot truncate {} positions to {}", n_past_, n);
+    n_past_ = n;
+}
+
+}  // namespace attnlab
+
+#ifndef ATTNLAB_HAVE_CUDA
 
 namespace attnlab {
 
@@ -17,10 +27,6 @@ CudaKVCache::CudaKVCache() = default;
 CudaKVCache::~CudaKVCache() = default;
 CudaKVCache::CudaKVCache(CudaKVCache&&) noexcept = default;
 CudaKVCache& CudaKVCache::operator=(CudaKVCache&&) noexcept = default;
-void CudaKVCache::truncate(int64_t n) {
-    ATTNLAB_CHECK(n >= 0 && n <= n_past_, InvalidArgument, "[kv-cache] cannot truncate {} positions to {}", n_past_, n);
-    n_past_ = n;
-}
 size_t CudaKVCache::bytes() const { return 0; }
 
 struct CudaModel::Impl {};

@@ -156,9 +156,9 @@ class GpuAttention : public ::testing::TestWithParam<Case> {};
 TEST_P(GpuAttention, MatchesReferenceWithinTheTolerance) {
     const Case& c = GetParam();
     const AttentionSpec spec = c.spec.empty() ? AttentionSpec{} : AttentionSpec::parse(c.spec);
-    const Problem p(c.shape, c.dtype, uint32_t(std::hash<std::string>{}(c.spec + describe(c.shape))));
+    const Problem p = test::case_problem(c.spec, c.shape, c.dtype);
     const Shape& s = p.s;
-    const std::string where = fmt::format("spec \"{}\" {} {}", c.spec, describe(s), dtype_name(c.dtype));
+    const std::string where = test::case_name(c.spec, p);
     DeviceProblem dev(p);
     const AttentionOutputs dout = AttentionOutputs::contiguous(dev.out.get(), dev.lse.get(), s.T, s.H, s.Dv);
     // attention_cuda() is this plan, one run and a synchronize; the plan also says which kernel ran.

@@ -8,6 +8,7 @@
 #include <attnlab/half.h>
 
 #include <algorithm>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -81,6 +82,14 @@ struct Problem {
         return in;
     }
 };
+
+// A test case's problem, seeded by its spec and shape, and the line that names it in failures.
+inline Problem case_problem(const std::string& spec, const Shape& shape, DType dt) {
+    return Problem(shape, dt, uint32_t(std::hash<std::string>{}(spec + describe(shape))));
+}
+inline std::string case_name(const std::string& spec, const Problem& p) {
+    return fmt::format("spec \"{}\" {} {}", spec, describe(p.s), dtype_name(p.dtype));
+}
 
 template <typename T>
 cuda::DeviceBuffer<T> upload(const std::vector<T>& host) {

@@ -176,9 +176,9 @@ class GpuAttentionStats : public ::testing::TestWithParam<Case> {};
 TEST_P(GpuAttentionStats, MatchTheFloat64Reference) {
     const Case& c = GetParam();
     const AttentionSpec spec = c.spec.empty() ? AttentionSpec{} : AttentionSpec::parse(c.spec);
-    const Problem p(c.shape, c.dtype, uint32_t(std::hash<std::string>{}(c.spec + describe(c.shape))));
+    const Problem p = test::case_problem(c.spec, c.shape, c.dtype);
     const Shape& s = p.s;
-    const std::string where = fmt::format("spec \"{}\" {} {}", c.spec, describe(s), dtype_name(c.dtype));
+    const std::string where = test::case_name(c.spec, p);
 
     // Reference: float64 statistics and the pattern (B, H, T, S) for the top-key check.
     AttentionStats ref_st = what_to_measure(p);

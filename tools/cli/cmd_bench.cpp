@@ -108,11 +108,8 @@ void print_rows(const std::vector<BenchRow>& rows, const Model& model, const std
 // ppN / tgN on the GPU (--device cuda): the same tests, token ids and depth fill; generation
 // picks each next token on the device (argmax), as greedy decoding does.
 int run_gpu_bench(const Model& model, const DeviceOptions& device, int64_t n_prompt, int64_t n_gen, int64_t depth,
-                  int repetitions, bool json, int64_t context) {
+                  int repetitions, bool json) {
     const ModelConfig& c = model.config();
-    const int64_t longest = depth + std::max(n_prompt, n_gen);
-    ATTNLAB_CHECK(longest <= context, InvalidArgument, "[bench] depth {} + {} tokens exceed the context of {} (-c to raise it)",
-                  depth, std::max(n_prompt, n_gen), context);
     std::unique_ptr<CudaModel> gpu = device.load(model);
     const std::vector<int32_t> depth_ids = random_ids(depth, c.vocab_size, 3);
     CudaKVCache cache = gpu->new_cache();
@@ -196,13 +193,13 @@ Command add_bench(CLI::App& root) {
         auto model = o->model.load();
         o->device.refuse("bench", o->stats != "none", "--stats");
         o->device.refuse("bench", !o->intervene.intervene.empty(), "--intervene");
-        if (o->device.cuda()) return run_gpu_bench(*model, o->device, o->n_prompt, o->n_gen, o->depth, o->repetitions,
-                                                   o->json, o->model.context_length(*model));
-        const ModelConfig& c = model->config();
         const int64_t longest = o->depth + std::max(o->n_prompt, o->n_gen);
         ATTNLAB_CHECK(longest <= o->model.context_length(*model), InvalidArgument,
                       "[bench] depth {} + {} tokens exceed the context of {} (-c to raise it)", o->depth,
                       std::max(o->n_prompt, o->n_gen), o->model.context_length(*model));
+        if (o->device.cuda())
+            return run_gpu_bench(*model, o->device, o->n_prompt, o->n_gen, o->depth, o->repetitions, o->json);
+        const ModelConfig& c = model->config();
         // Interventions (--intervene, on the --segment/--segments labels) act in every pass.
         const TokenSegments segments = o->intervene.segments();
         InterventionSet interventions = o->intervene.interventions(*model, segments);

@@ -324,4 +324,21 @@ __device__ __forceinline__ void load_q_fragment(uint32_t (&frag)[4], const Elem*
     ldmatrix_x4(frag, sQ + swz<D>(row0 + r + (mi & 1) * 8, ks * 16 + (mi >> 1) * 8));
 }
 
+// The A fragments of k-steps 2kk and 2kk + 1: copied from qf when the kernel holds Q in
+// registers (qf has D/16 k-steps), else read from the shared Q tile (D = 256: Q's registers
+// would crowd out the O accumulator).
+template <typename Elem, int D, int KSteps>
+__device__ __forceinline__ void q_fragment_pair(uint32_t (&qa)[2][4], const uint32_t (&qf)[KSteps][4], const Elem* sQ,
+                                                int row0, int kk, int lane) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        if constexpr (KSteps == D / 16) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) qa[half][i] = qf[2 * kk + half][i];
+        } else {
+            load_q_fragment<Elem, D>(qa[half], sQ, row0, 2 * kk + half, lane);
+        }
+    }
+}
+
 }  // namespace attnlab::cuda

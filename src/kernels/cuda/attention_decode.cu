@@ -98,15 +98,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const Attent
 #pragma unroll
         for (int kk = 0; kk < D / 32; ++kk) {
             uint32_t qa[2][4];  // A fragments of k-steps 2kk and 2kk + 1
-#pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                if constexpr (kDecodeQInRegisters<D>) {
-#pragma unroll
-                    for (int i = 0; i < 4; ++i) qa[half][i] = qf[2 * kk + half][i];
-                } else {
-                    load_q_fragment<Elem, D>(qa[half], sQ, 0, 2 * kk + half, lane);
-                }
-            }
+            q_fragment_pair<Elem, D>(qa, qf, sQ, 0, kk, lane);
 #pragma unroll
             for (int nt = 0; nt < 2; ++nt) {
                 uint32_t bf[4];

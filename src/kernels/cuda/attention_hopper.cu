@@ -251,19 +251,18 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (TileWalk walk(p, cta_q * kQBlocks, n_qblocks); walk.next(tile, masked); ++it) {
                 const int stage = it % kStages;
                 const uint32_t phase = (it / kStages) & 1;
-                // The stage's previous tile (it - kStages) must be released by every consumer.
-                if (it >= kStages) mbar_wait(&k_empty[stage], phase ^ 1);
-                mbar_arrive_expect_tx(&k_full[stage], L::kTileBytes);
+                // K, then V, of the tile into the stage, once every consumer released the
+                // stage's previous tile (it - kStages).
+                auto load_tile = [&](uint8_t* ring, const CUtensorMap* map, uint64_t* full, uint64_t* empty) {
+                    if (it >= kStages) mbar_wait(&empty[stage], phase ^ 1);
+                    mbar_arrive_expect_tx(&full[stage], L::kTileBytes);
 #pragma unroll
-                for (int half = 0; half < D / 64; ++half)
-                    tma_load_4d(sK + stage * L::kTileBytes + half * kN * kRowBytes, &tm_k, half * 64, tile * kN, hk, b,
-                                &k_full[stage]);
-                if (it >= kStages) mbar_wait(&v_empty[stage], phase ^ 1);
-                mbar_arrive_expect_tx(&v_full[stage], L::kTileBytes);
-#pragma unroll
-                for (int half = 0; half < D / 64; ++half)
-                    tma_load_4d(sV + stage * L::kTileBytes + half * kN * kRowBytes, &tm_v, half * 64, tile * kN, hk, b,
-                                &v_full[stage]);
+                    for (int half = 0; half < D / 64; ++half)
+                        tma_load_4d(ring + stage * L::kTileBytes + half * kN * kRowBytes, map, half * 64, tile * kN, hk, b,
+                                    &full[stage]);
+                };
+                load_tile(sK, &tm_k, k_full, k_empty);
+                load_tile(sV, &tm_v, v_full, v_empty);
             }
         }
     } else {

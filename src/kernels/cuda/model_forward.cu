@@ -185,10 +185,7 @@ CudaKVCache::~CudaKVCache() = default;
 CudaKVCache::CudaKVCache(CudaKVCache&&) noexcept = default;
 CudaKVCache& CudaKVCache::operator=(CudaKVCache&&) noexcept = default;
 
-void CudaKVCache::truncate(int64_t n) {
-    ATTNLAB_CHECK(n >= 0 && n <= n_past_, InvalidArgument, "[kv-cache] cannot truncate {} positions to {}", n_past_, n);
-    n_past_ = n;
-}
+// CudaKVCache::truncate: src/model/cuda_model_stub.cpp (it does not touch the device).
 
 size_t CudaKVCache::bytes() const {
     size_t n = 0;
